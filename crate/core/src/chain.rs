@@ -1,0 +1,161 @@
+//! Backing chains across formats: the top image, the file its header names, the file that
+//! one names, and so on. A missing file, a loop or an unreadable layer ends the chain with
+//! a [`ChainBreak`] the user can act on; it never ends the inspection.
+use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
+
+use crate::error::{Error, Result};
+use crate::formats;
+use crate::image::Image;
+use crate::io::{CachedFile, ReadAt};
+use crate::limits;
+use crate::model::{Finding, Severity};
+
+/// Finds the files an image names. Natively: a path relative to the naming image's folder.
+/// In the browser: a file among those the user dropped, by name.
+pub trait Resolver {
+    /// Open `name` as written in the header of the file known as `by`. Returns a key that is
+    /// the same for the same file however it is named (for loop detection and display).
+    fn resolve(&self, name: &str, by: &str) -> Option<(String, Arc<dyn ReadAt>)>;
+}
+
+pub struct Layer {
+    /// The key the resolver gave (a path or a dropped file's name).
+    pub name: String,
+    pub image: Box<dyn Image>,
+}
+
+/// Why the chain stops before its last backing file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "kebab-case", tag = "kind"))]
+pub enum ChainBreak {
+    /// The named file is not there: the user should add it.
+    Missing { name: String, by: String, offset: u64 },
+    /// The named file is one already in the chain.
+    Loop { name: String, by: String, offset: u64 },
+    /// More layers than `limits::MAX_CHAIN_DEPTH`.
+    TooDeep { by: String, limit: u64 },
+    /// The file is there but could not be opened.
+    Unreadable { name: String, by: String, offset: u64, error: String },
+}
+
+impl ChainBreak {
+    pub fn finding(&self) -> Finding {
+        let (by, offset, message) = match self {
+            ChainBreak::Missing { name, by, offset } => (by, *offset, format!(
+                "the backing file '{}' is missing: add it (beside the image, or drop it with the image) to read the data it holds", name)),
+            ChainBreak::Loop { name, by, offset } => (by, *offset, format!(
+                "the backing file '{}' is already in this chain: the chain loops, so it cannot be read", name)),
+            ChainBreak::TooDeep { by, limit } => (by, 0, format!("the backing chain is deeper than {} files; diskscope stops there", limit)),
+            ChainBreak::Unreadable { name, by, offset, error } => (by, *offset, format!("the backing file '{}' could not be opened: {}", name, error)),
+        };
+        Finding { severity: Severity::Corruption, code: "backing-chain", file: by.clone(), offset: Some(offset), length: 0, guest: None, message }
+    }
+
+    /// The error a read gets when it needs the layer that is not there.
+    pub fn error(&self) -> Error {
+        match self {
+            ChainBreak::Missing { name, by, offset } => Error::MissingFile { name: name.clone(), by: by.clone(), offset: *offset },
+            ChainBreak::Loop { name, by, offset } | ChainBreak::Unreadable { name, by, offset, .. } => {
+                Error::Invalid { format: "chain", offset: *offset, message: format!("{} names '{}': {}", by, name, self.finding().message) }
+            }
+            ChainBreak::TooDeep { limit, .. } => Error::Limit { what: "backing chain depth", needed: *limit + 1, limit: *limit },
+        }
+    }
+}
+
+pub struct Chain {
+    /// Top first.
+    pub layers: Vec<Layer>,
+    pub broken: Option<ChainBreak>,
+}
+
+impl Chain {
+    /// Open `file` (known as `name`) and follow its backing files. `format` forces the top
+    /// image's format; otherwise it is probed and must be recognised.
+    pub fn open(name: &str, file: Arc<dyn ReadAt>, format: Option<&str>, resolver: &dyn Resolver) -> Result<Chain> {
+        let file: Arc<dyn ReadAt> = Arc::new(CachedFile::new(file));
+        let top = formats::open(file, name, format, false)?;
+        let mut layers = alloc::vec![Layer { name: String::from(name), image: top }];
+        let mut broken = None;
+        while let Some(backing) = layers.last().and_then(|l| l.image.info().backing.clone()) {
+            let by = layers.last().map(|l| l.name.clone()).unwrap_or_default();
+            if layers.len() >= limits::MAX_CHAIN_DEPTH {
+                broken = Some(ChainBreak::TooDeep { by, limit: limits::MAX_CHAIN_DEPTH as u64 });
+                break;
+            }
+            let Some((key, f)) = resolver.resolve(&backing.name, &by) else {
+                broken = Some(ChainBreak::Missing { name: backing.name, by, offset: backing.offset });
+                break;
+            };
+            if layers.iter().any(|l| l.name == key) {
+                broken = Some(ChainBreak::Loop { name: backing.name, by, offset: backing.offset });
+                break;
+            }
+            let f: Arc<dyn ReadAt> = Arc::new(CachedFile::new(f));
+            match formats::open(f, &key, backing.format.as_deref(), true) {
+                Ok(image) => layers.push(Layer { name: key, image }),
+                Err(e) => {
+                    broken = Some(ChainBreak::Unreadable { name: backing.name, by, offset: backing.offset, error: format!("{}", e) });
+                    break;
+                }
+            }
+        }
+        Ok(Chain { layers, broken })
+    }
+
+    pub fn top(&self) -> &dyn Image {
+        &*self.layers[0].image
+    }
+
+    pub fn virtual_size(&self) -> u64 {
+        self.top().info().virtual_size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemFile;
+    use alloc::collections::BTreeMap;
+
+    /// A QED header naming `backing` (as a writer in the tests would lay it out).
+    fn qed_over(backing: &str) -> Vec<u8> {
+        let cs = 4096u32;
+        let mut f = alloc::vec![0u8; 3 * cs as usize];
+        f[0..4].copy_from_slice(b"QED\0");
+        f[4..8].copy_from_slice(&cs.to_le_bytes());
+        f[8..12].copy_from_slice(&1u32.to_le_bytes());
+        f[12..16].copy_from_slice(&1u32.to_le_bytes());
+        f[16..24].copy_from_slice(&1u64.to_le_bytes());
+        f[40..48].copy_from_slice(&(cs as u64).to_le_bytes());
+        f[48..56].copy_from_slice(&(1u64 << 20).to_le_bytes());
+        f[56..60].copy_from_slice(&64u32.to_le_bytes());
+        f[60..64].copy_from_slice(&(backing.len() as u32).to_le_bytes());
+        f[64..64 + backing.len()].copy_from_slice(backing.as_bytes());
+        f
+    }
+
+    struct Files(BTreeMap<&'static str, Vec<u8>>);
+    impl Resolver for Files {
+        fn resolve(&self, name: &str, _by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
+            self.0.get(name).map(|b| (String::from(name), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
+        }
+    }
+
+    #[test]
+    fn a_loop_is_a_break_not_a_hang() {
+        let files = Files([("a.qed", qed_over("b.qed")), ("b.qed", qed_over("a.qed"))].into_iter().collect());
+        let top = Arc::new(MemFile(files.0["a.qed"].clone()));
+        let c = Chain::open("a.qed", top, None, &files).unwrap();
+        assert_eq!(c.layers.len(), 2);
+        assert_eq!(c.broken, Some(ChainBreak::Loop { name: String::from("a.qed"), by: String::from("b.qed"), offset: 64 }));
+    }
+
+    #[test]
+    fn a_missing_file_is_named_with_where_it_was_named() {
+        let files = Files(BTreeMap::new());
+        let c = Chain::open("t.qed", Arc::new(MemFile(qed_over("base.raw"))), None, &files).unwrap();
+        assert_eq!(c.broken, Some(ChainBreak::Missing { name: String::from("base.raw"), by: String::from("t.qed"), offset: 64 }));
+        assert!(c.broken.unwrap().finding().message.contains("'base.raw' is missing"));
+    }
+}

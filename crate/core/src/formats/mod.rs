@@ -1,0 +1,45 @@
+//! The format registry. Generic code reaches formats only through [`DRIVERS`].
+use alloc::{boxed::Box, format, string::String, sync::Arc};
+
+use crate::error::{Error, Result};
+use crate::image::{Driver, Image, OpenCtx, PROBE_BYTES};
+use crate::io::ReadAt;
+use crate::model::Hex;
+
+pub mod qed;
+pub mod raw;
+
+/// Probed in order; `raw` last and never by probe: any bytes are a raw image.
+pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &raw::DRIVER];
+
+pub fn driver(name: &str) -> Result<&'static Driver> {
+    DRIVERS.iter().copied().find(|d| d.name == name).ok_or_else(|| Error::UnknownFormatName(String::from(name)))
+}
+
+/// The driver whose probe accepts the file, if any.
+pub fn probe(file: &dyn ReadAt) -> Result<Option<&'static Driver>> {
+    let mut head = [0u8; PROBE_BYTES];
+    let n = (file.size().min(PROBE_BYTES as u64)) as usize;
+    file.read_at(0, &mut head[..n])?;
+    Ok(DRIVERS.iter().copied().find(|d| (d.probe)(&head[..n], file)))
+}
+
+/// Open with a named format, or by probing; `fallback_raw` opens unrecognised files as
+/// raw (what QEMU does for backing files) instead of refusing them.
+pub fn open(file: Arc<dyn ReadAt>, name: &str, format: Option<&str>, fallback_raw: bool) -> Result<Box<dyn Image>> {
+    let ctx = OpenCtx { name };
+    let driver = match format {
+        Some(f) => driver(f)?,
+        None => match probe(&*file)? {
+            Some(d) => d,
+            None if fallback_raw => &raw::DRIVER,
+            None => {
+                let mut head = [0u8; 16];
+                let n = file.size().min(16) as usize;
+                file.read_at(0, &mut head[..n])?;
+                return Err(Error::UnknownFormat { head: format!("{}", Hex(&head[..n])) });
+            }
+        },
+    };
+    (driver.open)(file, &ctx)
+}

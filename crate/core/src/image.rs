@@ -1,0 +1,53 @@
+//! The one trait every format implements, and the driver record that opens it.
+use alloc::{boxed::Box, sync::Arc, vec::Vec};
+
+use crate::error::{Error, Result};
+use crate::io::ReadAt;
+use crate::model::{CheckResult, Extent, Field, ImageInfo, Region};
+
+/// An opened image: one layer of a chain, knowing nothing of its backing file but the name.
+pub trait Image {
+    fn info(&self) -> &ImageInfo;
+
+    /// Every header field, in file order.
+    fn header_fields(&self) -> Vec<Field>;
+
+    /// Host-file layout: header, tables, data regions.
+    fn regions(&self) -> Result<Vec<Region>>;
+
+    /// Append extents covering exactly `[start, start+len)` of this layer, in guest order.
+    /// `start + len` never exceeds the virtual size.
+    fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()>;
+
+    /// The files this layer reads, by index in [`Kind::Data`](crate::Kind::Data): 0 is the image.
+    fn file(&self, index: u16) -> Option<&Arc<dyn ReadAt>>;
+
+    /// Decode bytes of an extent that is neither plain data nor zero (compressed clusters).
+    fn read_computed(&self, extent: &Extent, guest: u64, buf: &mut [u8]) -> Result<()> {
+        let _ = (guest, buf);
+        Err(Error::Unsupported {
+            format: self.info().format,
+            offset: extent.start,
+            message: alloc::string::String::from("this format has no computed extents"),
+        })
+    }
+
+    /// A full consistency check, as thorough as the format's own tool's.
+    fn check(&self) -> Result<CheckResult>;
+}
+
+/// What opening needs besides the file: a display name for findings.
+pub struct OpenCtx<'a> {
+    pub name: &'a str,
+}
+
+/// A format: how to recognise it and how to open it.
+pub struct Driver {
+    /// qemu-img's name where it has one ("qed", "qcow2", "raw").
+    pub name: &'static str,
+    /// Does this look like our format? `head` is the first [`PROBE_BYTES`] (fewer if the file is shorter).
+    pub probe: fn(head: &[u8], file: &dyn ReadAt) -> bool,
+    pub open: fn(file: Arc<dyn ReadAt>, ctx: &OpenCtx) -> Result<Box<dyn Image>>,
+}
+
+pub const PROBE_BYTES: usize = 4096;

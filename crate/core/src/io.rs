@@ -1,0 +1,210 @@
+//! The only way bytes come in: a synchronous positioned read.
+//!
+//! Natively this is `pread` on a file; in the browser it is `FileReaderSync` over
+//! `File.slice` in a worker, where every call costs about 1.5 ms whatever its size
+//! (shared/research/webspike.md). So formats tell the cache what they will need
+//! ([`ReadAt::prefetch`]) and [`CachedFile`] turns that into few, large reads.
+use alloc::{sync::Arc, vec, vec::Vec};
+use core::cell::RefCell;
+
+use crate::error::{Error, Result};
+use crate::limits;
+
+/// A file that can be read at any offset.
+pub trait ReadAt {
+    /// Length of the file in bytes.
+    fn size(&self) -> u64;
+    /// Fill `buf` from `offset`. Callers never ask past [`size`](Self::size): use
+    /// [`read_exact_at`] or [`read_clipped`], which check first.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// Whether the host has bytes stored at `offset` (`Some((true, n))`: the next `n` bytes
+    /// are data; `Some((false, n))`: a hole that reads as zeros). `None` where the platform
+    /// cannot tell (the browser), which callers treat as data.
+    fn allocation(&self, _offset: u64, _len: u64) -> Option<(bool, u64)> {
+        None
+    }
+    /// A hint: these ranges will be read soon. Caching layers read them coalesced.
+    fn prefetch(&self, _ranges: &mut [(u64, u64)]) {}
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(offset, buf)
+    }
+    fn allocation(&self, offset: u64, len: u64) -> Option<(bool, u64)> {
+        (**self).allocation(offset, len)
+    }
+    fn prefetch(&self, ranges: &mut [(u64, u64)]) {
+        (**self).prefetch(ranges)
+    }
+}
+
+/// Read exactly `buf.len()` bytes at `offset`, or say which structure ran past the end.
+pub fn read_exact_at(f: &dyn ReadAt, offset: u64, buf: &mut [u8], what: &'static str) -> Result<()> {
+    let len = buf.len() as u64;
+    let size = f.size();
+    match offset.checked_add(len) {
+        Some(end) if end <= size => f.read_at(offset, buf),
+        _ => Err(Error::PastEnd { what, offset, len, file_size: size }),
+    }
+}
+
+/// Read what exists of `[offset, offset+len)` and zero the rest (a sparse file's tail,
+/// a backing file shorter than its overlay).
+pub fn read_clipped(f: &dyn ReadAt, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let size = f.size();
+    let avail = size.saturating_sub(offset).min(buf.len() as u64) as usize;
+    if avail > 0 {
+        f.read_at(offset, &mut buf[..avail])?;
+    }
+    buf[avail..].fill(0);
+    Ok(())
+}
+
+/// Allocate a buffer for a metadata structure whose size came from a header.
+pub fn table_buf(what: &'static str, len: u64) -> Result<Vec<u8>> {
+    if len > limits::MAX_TABLE_BYTES {
+        return Err(Error::Limit { what, needed: len, limit: limits::MAX_TABLE_BYTES });
+    }
+    Ok(vec![0u8; len as usize])
+}
+
+/// A file plus a bounded cache of large coalesced spans, filled by `prefetch`.
+/// Reads that fall inside a cached span are served from memory; all others go through.
+pub struct CachedFile {
+    inner: Arc<dyn ReadAt>,
+    spans: RefCell<Vec<(u64, Vec<u8>)>>,
+}
+
+impl CachedFile {
+    pub fn new(inner: Arc<dyn ReadAt>) -> Self {
+        CachedFile { inner, spans: RefCell::new(Vec::new()) }
+    }
+
+    fn cached_bytes(spans: &[(u64, Vec<u8>)]) -> usize {
+        spans.iter().map(|(_, b)| b.len()).sum()
+    }
+}
+
+impl ReadAt for CachedFile {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset + buf.len() as u64;
+        for (start, bytes) in self.spans.borrow().iter() {
+            if offset >= *start && end <= start + bytes.len() as u64 {
+                let at = (offset - start) as usize;
+                buf.copy_from_slice(&bytes[at..at + buf.len()]);
+                return Ok(());
+            }
+        }
+        self.inner.read_at(offset, buf)
+    }
+
+    fn allocation(&self, offset: u64, len: u64) -> Option<(bool, u64)> {
+        self.inner.allocation(offset, len)
+    }
+
+    fn prefetch(&self, ranges: &mut [(u64, u64)]) {
+        let size = self.size();
+        ranges.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for &(off, len) in ranges.iter() {
+            let end = match off.checked_add(len) {
+                Some(e) if e <= size && len > 0 => e,
+                _ => continue, // out-of-file ranges are the format's to report, not ours
+            };
+            match merged.last_mut() {
+                Some((s, e)) if off <= *e + limits::COALESCE_GAP && end - *s <= limits::MAX_COALESCED_READ => {
+                    *e = (*e).max(end)
+                }
+                _ => merged.push((off, end)),
+            }
+        }
+        let mut spans = self.spans.borrow_mut();
+        for (s, e) in merged {
+            if spans.iter().any(|(cs, b)| s >= *cs && e <= cs + b.len() as u64) {
+                continue;
+            }
+            let len = (e - s) as usize;
+            if len > limits::SPAN_CACHE_BYTES {
+                continue;
+            }
+            while !spans.is_empty() && Self::cached_bytes(&spans) + len > limits::SPAN_CACHE_BYTES {
+                spans.remove(0);
+            }
+            let mut bytes = vec![0u8; len];
+            // A failed prefetch is not an error: the real read will fail and say where.
+            if self.inner.read_at(s, &mut bytes).is_ok() {
+                spans.push((s, bytes));
+            }
+        }
+    }
+}
+
+/// An in-memory file: fixtures, demos, tests.
+pub struct MemFile(pub Vec<u8>);
+
+impl ReadAt for MemFile {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let start = usize::try_from(offset).ok().filter(|s| s.checked_add(buf.len()).is_some_and(|e| e <= self.0.len()));
+        match start {
+            Some(s) => {
+                buf.copy_from_slice(&self.0[s..s + buf.len()]);
+                Ok(())
+            }
+            None => Err(Error::PastEnd { what: "read", offset, len: buf.len() as u64, file_size: self.size() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::Cell;
+
+    struct Counting(MemFile, Cell<usize>);
+    impl ReadAt for Counting {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read_at(&self, o: u64, b: &mut [u8]) -> Result<()> {
+            self.1.set(self.1.get() + 1);
+            self.0.read_at(o, b)
+        }
+    }
+
+    #[test]
+    fn prefetch_coalesces_nearby_ranges_into_one_read() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+        let inner = Arc::new(Counting(MemFile(data.clone()), Cell::new(0)));
+        let f = CachedFile::new(inner.clone());
+        f.prefetch(&mut [(500_000, 100), (1000, 100), (200_000, 100)]);
+        assert_eq!(inner.1.get(), 2, "ranges within the gap merge, the far one stays apart");
+        let mut b = [0u8; 100];
+        f.read_at(200_000, &mut b).unwrap();
+        assert_eq!(&b[..], &data[200_000..200_100]);
+        assert_eq!(inner.1.get(), 2, "served from the span");
+        f.read_at(900_000, &mut b).unwrap();
+        assert_eq!(inner.1.get(), 3, "outside every span: read through");
+    }
+
+    #[test]
+    fn bounded_reads_name_the_structure() {
+        let f = MemFile(vec![1; 10]);
+        let mut b = [0u8; 4];
+        let e = read_exact_at(&f, 8, &mut b, "L1 table").unwrap_err();
+        assert_eq!(e, Error::PastEnd { what: "L1 table", offset: 8, len: 4, file_size: 10 });
+        read_clipped(&f, 8, &mut b).unwrap();
+        assert_eq!(b, [1, 1, 0, 0]);
+        assert!(read_exact_at(&f, u64::MAX, &mut b, "x").is_err());
+    }
+}

@@ -1,0 +1,23 @@
+//! Every bound the core enforces, in one place. A header that asks for more gets an
+//! [`Error::Limit`](crate::Error::Limit) or a finding that names the bound.
+
+/// Largest single metadata table (L1, L2 window, bitmap, map) read into memory at once.
+pub const MAX_TABLE_BYTES: u64 = 64 << 20;
+/// Bytes the span cache keeps for coalesced metadata reads, per file.
+pub const SPAN_CACHE_BYTES: usize = 32 << 20;
+/// Reads closer than this are merged into one read by `prefetch`.
+pub const COALESCE_GAP: u64 = 256 << 10;
+/// Largest single coalesced read.
+pub const MAX_COALESCED_READ: u64 = 8 << 20;
+/// Deepest backing chain followed (QEMU has no fixed limit; real chains are short).
+pub const MAX_CHAIN_DEPTH: usize = 64;
+/// Largest virtual size accepted (2^53 bytes = 8 PiB): every offset stays exact as a JS number.
+pub const MAX_VIRTUAL_SIZE: u64 = 1 << 53;
+/// Longest file name read from a header (QEMU's PATH_MAX).
+pub const MAX_NAME_BYTES: u64 = 4096;
+/// Most findings kept per check; the rest are counted, not stored.
+pub const MAX_FINDINGS: usize = 10_000;
+/// Most cells in an allocation-map picture; larger images aggregate several clusters per cell.
+pub const MAX_MAP_CELLS: u64 = 16 << 20;
+/// Guest bytes mapped per step by generic walkers (bounds the extent list held at once).
+pub const MAP_WINDOW: u64 = 1 << 30;

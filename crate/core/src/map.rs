@@ -1,0 +1,272 @@
+//! The merged allocation map of a chain, in qemu-img map's terms, and its picture as one
+//! class per cell for the page's canvas.
+use alloc::vec::Vec;
+
+use crate::chain::Chain;
+use crate::error::Result;
+use crate::limits;
+use crate::model::{Extent, Kind};
+
+/// One run of the merged map: qemu-img map --output=json's fields, plus where to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct MapEntry {
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::model::ser_u64"))]
+    pub start: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::model::ser_u64"))]
+    pub length: u64,
+    /// Layer the bytes come from (0 = top), or the deepest layer consulted.
+    pub depth: u32,
+    /// Some layer defines these bytes (allocated, or an explicit zero).
+    pub present: bool,
+    /// The bytes read as zero.
+    pub zero: bool,
+    /// Stored bytes back the range.
+    pub data: bool,
+    pub compressed: bool,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt"))]
+    pub offset: Option<u64>,
+    /// Byte offset of the invalid table entry that maps this range (qemu-img fails here).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt"))]
+    pub invalid: Option<u64>,
+    /// The range needs a backing file that is missing or unreadable.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "core::ops::Not::not"))]
+    pub missing: bool,
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub file: u16,
+}
+
+#[cfg(feature = "serde")]
+fn ser_opt<S: serde::Serializer>(v: &Option<u64>, s: S) -> core::result::Result<S::Ok, S::Error> {
+    crate::model::ser_u64(&v.unwrap_or(0), s)
+}
+
+impl MapEntry {
+    fn new(start: u64, length: u64, depth: usize) -> MapEntry {
+        MapEntry {
+            start,
+            length,
+            depth: depth as u32,
+            present: false,
+            zero: false,
+            data: false,
+            compressed: false,
+            offset: None,
+            invalid: None,
+            missing: false,
+            file: 0,
+        }
+    }
+
+    /// qemu-img map's merge rule: same flags, same depth, contiguous offsets.
+    fn continues(&self, n: &MapEntry) -> bool {
+        self.start + self.length == n.start
+            && (self.depth, self.present, self.zero, self.data, self.compressed, self.missing, self.file)
+                == (n.depth, n.present, n.zero, n.data, n.compressed, n.missing, n.file)
+            && self.invalid == n.invalid
+            && match (self.offset, n.offset) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a + self.length == b,
+                _ => false,
+            }
+    }
+}
+
+fn push(out: &mut Vec<MapEntry>, e: MapEntry) {
+    if e.length == 0 {
+        return;
+    }
+    match out.last_mut() {
+        Some(last) if last.continues(&e) => last.length += e.length,
+        _ => out.push(e),
+    }
+}
+
+impl Chain {
+    /// Append the merged map of `[start, start+len)` (clipped to the virtual size).
+    pub fn map(&self, start: u64, len: u64, out: &mut Vec<MapEntry>) -> Result<()> {
+        let end = start.saturating_add(len).min(self.virtual_size());
+        if start < end {
+            self.map_layer(0, start, end, out)?;
+        }
+        Ok(())
+    }
+
+    fn map_layer(&self, depth: usize, start: u64, end: u64, out: &mut Vec<MapEntry>) -> Result<()> {
+        let layer = &self.layers[depth];
+        let mut extents = Vec::new();
+        layer.image.map(start, end - start, &mut extents)?;
+        for Extent { start, length, kind } in extents {
+            let mut e = MapEntry::new(start, length, depth);
+            match kind {
+                Kind::Data { file, offset } => {
+                    e.present = true;
+                    e.data = true;
+                    e.file = file;
+                    self.split_by_host(depth, e, offset, out);
+                    continue;
+                }
+                Kind::Hole { file, offset } => {
+                    (e.present, e.zero, e.file, e.offset) = (true, true, file, Some(offset));
+                }
+                Kind::Zero => (e.present, e.zero) = (true, true),
+                Kind::Compressed { file, .. } => (e.present, e.data, e.compressed, e.file) = (true, true, true, file),
+                Kind::Invalid { entry } => (e.present, e.invalid) = (true, Some(entry)),
+                Kind::Unallocated => {
+                    let below = depth + 1;
+                    if below < self.layers.len() {
+                        // Inside the backing file: ask it. Past its end: zeros, decided here.
+                        let bsize = self.layers[below].image.info().virtual_size;
+                        let split = (start + length).min(bsize.max(start));
+                        if split > start {
+                            self.map_layer(below, start, split, out)?;
+                        }
+                        let mut rest = MapEntry::new(split, start + length - split, depth);
+                        rest.zero = true;
+                        push(out, rest);
+                        continue;
+                    } else if self.broken.is_some() && layer.image.info().backing.is_some() {
+                        e.missing = true;
+                    } else {
+                        e.zero = true;
+                    }
+                }
+            }
+            push(out, e);
+        }
+        Ok(())
+    }
+
+    /// A data extent whose host bytes are a hole reads as zeros: say so, as QEMU does.
+    fn split_by_host(&self, depth: usize, e: MapEntry, offset: u64, out: &mut Vec<MapEntry>) {
+        let file = self.layers[depth].image.file(e.file);
+        let mut done = 0;
+        while done < e.length {
+            let (is_data, n) = file
+                .and_then(|f| f.allocation(offset + done, e.length - done))
+                .map(|(d, n)| (d, n.clamp(1, e.length - done)))
+                .unwrap_or((true, e.length - done));
+            let mut part = e;
+            part.start = e.start + done;
+            part.length = n;
+            part.offset = Some(offset + done);
+            part.zero = !is_data;
+            push(out, part);
+            done += n;
+        }
+    }
+
+    /// Walk the whole map in bounded windows.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&MapEntry) -> Result<()>) -> Result<()> {
+        let size = self.virtual_size();
+        let mut pos = 0;
+        let mut buf = Vec::new();
+        while pos < size {
+            let len = limits::MAP_WINDOW.min(size - pos);
+            buf.clear();
+            self.map(pos, len, &mut buf)?;
+            for e in &buf {
+                f(e)?;
+            }
+            pos += len;
+        }
+        Ok(())
+    }
+}
+
+/// Classes of the map picture; backing data at depth d is `BACKING + d - 1`.
+pub mod class {
+    pub const UNALLOCATED: u8 = 0;
+    pub const ZERO: u8 = 1;
+    pub const DATA: u8 = 2;
+    pub const COMPRESSED: u8 = 3;
+    pub const INVALID: u8 = 4;
+    pub const MISSING: u8 = 5;
+    pub const BACKING: u8 = 8;
+    pub const COUNT: usize = BACKING as usize + crate::limits::MAX_CHAIN_DEPTH;
+}
+
+pub fn class_of(e: &MapEntry) -> u8 {
+    if e.invalid.is_some() {
+        class::INVALID
+    } else if e.missing {
+        class::MISSING
+    } else if e.compressed {
+        class::COMPRESSED
+    } else if e.data && e.depth > 0 {
+        class::BACKING + (e.depth - 1).min(limits::MAX_CHAIN_DEPTH as u32 - 1) as u8
+    } else if e.data {
+        class::DATA
+    } else if e.present {
+        class::ZERO
+    } else {
+        class::UNALLOCATED
+    }
+}
+
+/// The map as a picture: one class per cell, and bytes per class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cells {
+    /// Guest bytes per cell: the cluster size, or a power-of-two multiple of it for big disks.
+    pub cell_size: u64,
+    pub classes: Vec<u8>,
+    /// Guest bytes of each class, indexed by class.
+    pub totals: Vec<u64>,
+}
+
+impl Chain {
+    /// Each cell takes the class covering most of its bytes, except that an invalid range
+    /// always shows: corruption must not be averaged away.
+    pub fn cells(&self, max_cells: u64) -> Result<Cells> {
+        let size = self.virtual_size();
+        let max_cells = max_cells.clamp(1, limits::MAX_MAP_CELLS);
+        let mut cell_size = self.top().info().cluster_size.max(512);
+        while size.div_ceil(cell_size) > max_cells {
+            cell_size *= 2;
+        }
+        let n = size.div_ceil(cell_size) as usize;
+        let mut classes = alloc::vec![0u8; n];
+        let mut totals = alloc::vec![0u64; class::COUNT];
+        let mut acc = [0u64; class::COUNT];
+        // The cell being accumulated from partial runs, if any.
+        let mut pending: Option<usize> = None;
+        let flush = |cell: usize, acc: &mut [u64; class::COUNT], classes: &mut Vec<u8>| {
+            let best = if acc[class::INVALID as usize] > 0 {
+                class::INVALID as usize
+            } else {
+                (0..class::COUNT).max_by_key(|&c| (acc[c], core::cmp::Reverse(c))).unwrap_or(0)
+            };
+            classes[cell] = best as u8;
+            acc.fill(0);
+        };
+        self.for_each_entry(|e| {
+            let c = class_of(e);
+            totals[c as usize] += e.length;
+            let (mut a, b) = (e.start, e.start + e.length);
+            while a < b {
+                let cell = (a / cell_size) as usize;
+                let cell_end = (cell as u64 + 1) * cell_size;
+                if let Some(p) = pending.filter(|&p| p != cell) {
+                    flush(p, &mut acc, &mut classes);
+                    pending = None;
+                }
+                if a % cell_size == 0 && b >= cell_end {
+                    // Whole cells: the hot path for long uniform runs of a big disk.
+                    let last = ((b / cell_size) as usize).min(n);
+                    classes[cell..last].fill(c);
+                    a = last as u64 * cell_size;
+                    continue;
+                }
+                let part = b.min(cell_end) - a;
+                acc[c as usize] += part;
+                pending = Some(cell);
+                a += part;
+            }
+            Ok(())
+        })?;
+        if let Some(p) = pending {
+            flush(p, &mut acc, &mut classes);
+        }
+        Ok(Cells { cell_size, classes, totals })
+    }
+}

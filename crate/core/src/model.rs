@@ -1,0 +1,242 @@
+//! The vocabulary every format speaks: header fields, extents, findings, regions.
+//! Serialised (feature `serde`) in kebab-case, the naming qemu-img uses for its JSON.
+use alloc::{string::String, vec::Vec};
+
+#[cfg(feature = "serde")]
+use serde::Serialize;
+
+/// Offsets and sizes are exact JS numbers only below 2^53; anything larger (a hostile
+/// header value) is written as a hex string so one bad field cannot break a report.
+#[cfg(feature = "serde")]
+pub fn ser_u64<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    if *v < (1u64 << 53) {
+        s.serialize_u64(*v)
+    } else {
+        s.collect_str(&format_args!("{:#x}", v))
+    }
+}
+
+#[cfg(feature = "serde")]
+fn ser_opt_u64<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => ser_u64(v, s),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(feature = "serde")]
+fn ser_hex<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{}", Hex(v)))
+}
+
+/// Bytes as lowercase hex, no separators.
+pub struct Hex<'a>(pub &'a [u8]);
+impl core::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{:02x}", b))
+    }
+}
+
+/// Whether a layout comes from published source code or was reconstructed from prose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub enum LayoutStatus {
+    Confirmed,
+    Reconstructed,
+}
+
+/// One header field: where it is, its bytes, and what they mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct Field {
+    pub name: String,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub offset: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub size: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_hex"))]
+    pub raw: Vec<u8>,
+    pub value: String,
+    pub note: String,
+}
+
+/// A run of host bytes with a role (header, table, data) for the layout view and the
+/// metadata class of the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct Region {
+    pub name: String,
+    pub kind: RegionKind,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub offset: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub length: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub enum RegionKind {
+    Header,
+    Table,
+    Bitmap,
+    Journal,
+    Data,
+}
+
+/// Where the bytes of a guest range come from, at one layer of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Stored as-is in file `file` (0 = the image itself) at `offset`.
+    Data { file: u16, offset: u64 },
+    /// Reads as zeros; the backing file is not consulted.
+    Zero,
+    /// Stored in `file` at `offset`, but the host holds no bytes there (a hole in a sparse
+    /// raw file): reads as zeros.
+    Hole { file: u16, offset: u64 },
+    /// Not stored here: read the backing file (zeros if there is none).
+    Unallocated,
+    /// Stored encoded; the format's `read_computed` decodes it. `offset` is where it starts.
+    Compressed { file: u16, offset: u64 },
+    /// The table entry for this range is invalid; `entry` is the byte offset of that entry.
+    Invalid { entry: u64 },
+}
+
+/// A guest range `[start, start+length)` of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub start: u64,
+    pub length: u64,
+    pub kind: Kind,
+}
+
+impl Extent {
+    /// Append to `out`, merging with the previous extent when it continues it.
+    pub fn push(out: &mut Vec<Extent>, e: Extent) {
+        if e.length == 0 {
+            return;
+        }
+        if let Some(last) = out.last_mut() {
+            if last.start + last.length == e.start {
+                let merged = match (last.kind, e.kind) {
+                    (Kind::Data { file: f1, offset: o1 }, Kind::Data { file: f2, offset: o2 })
+                    | (Kind::Hole { file: f1, offset: o1 }, Kind::Hole { file: f2, offset: o2 }) => {
+                        f1 == f2 && o1 + last.length == o2
+                    }
+                    (Kind::Zero, Kind::Zero) | (Kind::Unallocated, Kind::Unallocated) => true,
+                    (Kind::Invalid { entry: a }, Kind::Invalid { entry: b }) => a == b,
+                    _ => false,
+                };
+                if merged {
+                    last.length += e.length;
+                    return;
+                }
+            }
+        }
+        out.push(e);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub enum Severity {
+    /// Worth knowing, not wrong (a feature in use, a flag set).
+    Info,
+    /// Unusual or risky, but the data reads as the format defines.
+    Warning,
+    /// Space the image holds but does not use (qemu-img check: leaked clusters).
+    Leak,
+    /// Metadata that is wrong: data may read differently from what was written.
+    Corruption,
+}
+
+/// A consistency-check result tied to the bytes it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct Finding {
+    pub severity: Severity,
+    /// Stable machine name, e.g. `l2-entry-invalid`.
+    pub code: &'static str,
+    /// Which file of the chain (layer name) it concerns.
+    pub file: String,
+    /// Byte offset in that file of the structure at fault.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_opt_u64"))]
+    pub offset: Option<u64>,
+    /// Length of the bytes at fault.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub length: u64,
+    /// Guest offset affected, when there is one.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_opt_u64"))]
+    pub guest: Option<u64>,
+    /// A sentence a support engineer understands.
+    pub message: String,
+}
+
+/// What a backing-file reference in a header says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct BackingRef {
+    pub name: String,
+    /// The format the header names for it, if any ("raw" for QED's NO_PROBE).
+    pub format: Option<String>,
+    /// Where the name is stored in the image.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub offset: u64,
+}
+
+/// The facts every format states about an opened image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct ImageInfo {
+    pub format: &'static str,
+    /// The variant or version, in words ("QED", "qcow2 v3", "FVD variant C").
+    pub variant: String,
+    pub layout: LayoutStatus,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub virtual_size: u64,
+    /// Allocation granularity: one map cell per cluster.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub cluster_size: u64,
+    pub backing: Option<BackingRef>,
+    /// The image says it was not closed cleanly (QED NEED_CHECK, qcow2 dirty bit).
+    pub dirty: bool,
+}
+
+/// What a check found: findings to read, and counts in qemu-img check's terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct CheckResult {
+    pub findings: Vec<Finding>,
+    /// Findings not stored because `limits::MAX_FINDINGS` was reached.
+    pub findings_dropped: u64,
+    pub corruptions: u64,
+    pub leaks: u64,
+    pub check_errors: u64,
+    pub allocated_clusters: u64,
+    pub fragmented_clusters: u64,
+    pub total_clusters: u64,
+}
+
+impl CheckResult {
+    pub fn add(&mut self, f: Finding) {
+        // Leaks are counted per cluster by the format; one finding covers a run of them.
+        if f.severity == Severity::Corruption {
+            self.corruptions += 1;
+        }
+        if self.findings.len() < crate::limits::MAX_FINDINGS {
+            self.findings.push(f);
+        } else {
+            self.findings_dropped += 1;
+        }
+    }
+
+    /// qemu-img check's exit code: 0 clean, 2 corruption, 3 leaks only.
+    pub fn exit_code(&self) -> i32 {
+        if self.corruptions > 0 || self.check_errors > 0 {
+            2
+        } else if self.leaks > 0 {
+            3
+        } else {
+            0
+        }
+    }
+}

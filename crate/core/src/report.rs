@@ -1,0 +1,65 @@
+//! The inspection of a chain as one serialisable value: what `diskscope info --json` prints
+//! and what the page shows. Top-level names follow `qemu-img info --output=json`.
+use alloc::{string::String, vec::Vec};
+
+use crate::chain::{Chain, ChainBreak};
+use crate::error::Result;
+use crate::model::{Field, ImageInfo, LayoutStatus, Region};
+
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "kebab-case"))]
+pub struct LayerReport {
+    pub filename: String,
+    pub format: &'static str,
+    pub variant: String,
+    pub layout: LayoutStatus,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::model::ser_u64"))]
+    pub virtual_size: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::model::ser_u64"))]
+    pub cluster_size: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::model::ser_u64"))]
+    pub file_size: u64,
+    pub dirty_flag: bool,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub backing_filename: Option<String>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub backing_filename_format: Option<String>,
+    pub header_fields: Vec<Field>,
+    pub regions: Vec<Region>,
+}
+
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "kebab-case"))]
+pub struct Report {
+    /// The top image first, then each backing file.
+    pub layers: Vec<LayerReport>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub chain_break: Option<ChainBreak>,
+}
+
+impl LayerReport {
+    fn new(name: &str, image: &dyn crate::Image) -> Result<LayerReport> {
+        let ImageInfo { format, variant, layout, virtual_size, cluster_size, backing, dirty } = image.info().clone();
+        Ok(LayerReport {
+            filename: String::from(name),
+            format,
+            variant,
+            layout,
+            virtual_size,
+            cluster_size,
+            file_size: image.file(0).map(|f| f.size()).unwrap_or(0),
+            dirty_flag: dirty,
+            backing_filename: backing.as_ref().map(|b| b.name.clone()),
+            backing_filename_format: backing.and_then(|b| b.format),
+            header_fields: image.header_fields(),
+            regions: image.regions()?,
+        })
+    }
+}
+
+impl Report {
+    pub fn new(chain: &Chain) -> Result<Report> {
+        let layers = chain.layers.iter().map(|l| LayerReport::new(&l.name, &*l.image)).collect::<Result<_>>()?;
+        Ok(Report { layers, chain_break: chain.broken.clone() })
+    }
+}
