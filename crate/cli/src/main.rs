@@ -1,1 +1,208 @@
-fn main(){}
+//! `diskscope`: the core on the command line. JSON output uses qemu-img's field names
+//! where qemu-img has the same concept, so the two can be compared directly.
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use diskscope_core::compare::compare;
+use diskscope_core::convert::Sink;
+use diskscope_core::map::MapEntry;
+use diskscope_core::report::Report;
+use diskscope_core::Chain;
+
+mod native;
+mod text;
+use native::{DirResolver, HostFile};
+
+#[derive(Parser)]
+#[command(name = "diskscope", version, about = "Look inside virtual-disk images (read-only)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Format, header fields with offsets and meanings, backing chain.
+    Info {
+        image: PathBuf,
+        /// Image format (default: probe).
+        #[arg(short = 'f', long = "format")]
+        format: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where every guest byte comes from (qemu-img map's runs).
+    Map {
+        image: PathBuf,
+        #[arg(short = 'f', long = "format")]
+        format: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Consistency check; exit 0 clean, 2 corruption, 3 leaked clusters only.
+    Check {
+        image: PathBuf,
+        #[arg(short = 'f', long = "format")]
+        format: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the disk, through its backing chain, as a raw image (zero runs left as holes).
+    Convert {
+        image: PathBuf,
+        output: PathBuf,
+        #[arg(short = 'f', long = "format")]
+        format: Option<String>,
+        /// Output format: only raw.
+        #[arg(short = 'O', default_value = "raw")]
+        output_format: String,
+        /// Show progress even when stderr is not a terminal.
+        #[arg(short = 'p')]
+        progress: bool,
+    },
+    /// Compare what two disks contain; exit 0 identical, 1 different, 2 error.
+    Compare { a: PathBuf, b: PathBuf },
+}
+
+fn open(path: &Path, format: Option<&str>) -> Result<Chain> {
+    let file = HostFile::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
+    let name = native::key(path);
+    Chain::open(&name, Arc::new(file), format, &DirResolver).with_context(|| format!("cannot read '{}'", path.display()))
+}
+
+fn display_name(chain: &Chain, depth: usize, top: &Path) -> String {
+    if depth == 0 {
+        top.display().to_string()
+    } else {
+        chain.layers[depth].name.clone()
+    }
+}
+
+fn progress_bar(total: u64, force: bool, what: &str) -> indicatif::ProgressBar {
+    if !force && !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+struct FileSink(std::fs::File);
+impl Sink for FileSink {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), diskscope_core::Error> {
+        self.0.write_all_at(data, offset).map_err(|e| diskscope_core::Error::Io { offset, len: data.len() as u64, message: e.to_string() })
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Info { image, format, json } => {
+            let chain = open(&image, format.as_deref())?;
+            let mut report = Report::new(&chain)?;
+            report.top.filename = image.display().to_string();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                text::info(&mut out, &report)?;
+            }
+        }
+        Command::Map { image, format, json } => {
+            let chain = open(&image, format.as_deref())?;
+            let mut entries: Vec<MapEntry> = Vec::new();
+            chain.for_each_entry(|e| {
+                entries.push(*e);
+                Ok(())
+            })?;
+            if json {
+                text::map_json(&mut out, &entries)?;
+            } else {
+                text::map(&mut out, &entries, &|d| display_name(&chain, d, &image))?;
+            }
+            if let Some(b) = &chain.broken {
+                eprintln!("warning: {}", b.finding().message);
+            }
+        }
+        Command::Check { image, format, json } => {
+            let chain = open(&image, format.as_deref())?;
+            let mut result = chain.top().check()?;
+            if let Some(b) = &chain.broken {
+                result.add(b.finding());
+            }
+            if json {
+                text::check_json(&mut out, &image, chain.top().info().format, &result)?;
+            } else {
+                text::check(&mut out, &result)?;
+            }
+            return Ok(result.exit_code() as u8);
+        }
+        Command::Convert { image, output, format, output_format, progress } => {
+            if output_format != "raw" {
+                bail!("only raw output is supported (-O raw)");
+            }
+            let chain = open(&image, format.as_deref())?;
+            let size = chain.virtual_size();
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&output)
+                .with_context(|| format!("cannot create '{}'", output.display()))?;
+            file.set_len(size)?;
+            let pb = progress_bar(size, progress, "converting");
+            let mut sink = FileSink(file);
+            chain.convert(&mut sink, &mut |done, _| {
+                pb.set_position(done);
+                true
+            })?;
+            pb.finish_and_clear();
+        }
+        Command::Compare { a, b } => {
+            let (ca, cb) = (open(&a, None)?, open(&b, None)?);
+            if ca.virtual_size() != cb.virtual_size() {
+                writeln!(out, "Warning: Image size mismatch!")?;
+            }
+            let pb = progress_bar(ca.virtual_size().max(cb.virtual_size()), false, "comparing");
+            let r = compare(&ca, &cb, &mut |done, _| {
+                pb.set_position(done);
+                true
+            })?;
+            pb.finish_and_clear();
+            match r.mismatch_offset {
+                None => writeln!(out, "Images are identical.")?,
+                Some(off) => {
+                    writeln!(out, "Content mismatch at offset {}!", off)?;
+                    return Ok(1);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_compare = matches!(cli.command, Command::Compare { .. });
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
+            ExitCode::SUCCESS // the reader (head, less) stopped reading: not our error
+        }
+        Err(e) => {
+            eprintln!("diskscope: {:#}", e);
+            ExitCode::from(if is_compare { 2 } else { 1 })
+        }
+    }
+}

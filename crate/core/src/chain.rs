@@ -48,7 +48,9 @@ impl ChainBreak {
             ChainBreak::TooDeep { by, limit } => (by, 0, format!("the backing chain is deeper than {} files; diskscope stops there", limit)),
             ChainBreak::Unreadable { name, by, offset, error } => (by, *offset, format!("the backing file '{}' could not be opened: {}", name, error)),
         };
-        Finding { severity: Severity::Corruption, code: "backing-chain", file: by.clone(), offset: Some(offset), length: 0, guest: None, message }
+        // Only a loop is wrong in the image itself; the rest is about what was given to us.
+        let severity = if matches!(self, ChainBreak::Loop { .. }) { Severity::Corruption } else { Severity::Warning };
+        Finding { severity, code: "backing-chain", file: by.clone(), offset: Some(offset), length: 0, guest: None, message }
     }
 
     /// The error a read gets when it needs the layer that is not there.

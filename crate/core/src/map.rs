@@ -156,19 +156,31 @@ impl Chain {
         }
     }
 
-    /// Walk the whole map in bounded windows.
+    /// Walk the whole map in bounded windows, joining runs that cross window edges so
+    /// each run comes out once, as qemu-img map prints it.
     pub fn for_each_entry(&self, mut f: impl FnMut(&MapEntry) -> Result<()>) -> Result<()> {
         let size = self.virtual_size();
         let mut pos = 0;
         let mut buf = Vec::new();
+        let mut pending: Option<MapEntry> = None;
         while pos < size {
             let len = limits::MAP_WINDOW.min(size - pos);
             buf.clear();
             self.map(pos, len, &mut buf)?;
             for e in &buf {
-                f(e)?;
+                match pending.as_mut() {
+                    Some(p) if p.continues(e) => p.length += e.length,
+                    _ => {
+                        if let Some(p) = pending.replace(*e) {
+                            f(&p)?;
+                        }
+                    }
+                }
             }
             pos += len;
+        }
+        if let Some(p) = pending {
+            f(&p)?;
         }
         Ok(())
     }

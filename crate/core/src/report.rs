@@ -31,8 +31,14 @@ pub struct LayerReport {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "kebab-case"))]
 pub struct Report {
-    /// The top image first, then each backing file.
-    pub layers: Vec<LayerReport>,
+    /// The top image's facts, at the top level as qemu-img info prints them.
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub top: LayerReport,
+    /// Where the backing file was found (qemu-img's name for it).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    pub full_backing_filename: Option<String>,
+    /// Each backing file below the top, in chain order.
+    pub backing_chain: Vec<LayerReport>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub chain_break: Option<ChainBreak>,
 }
@@ -59,7 +65,13 @@ impl LayerReport {
 
 impl Report {
     pub fn new(chain: &Chain) -> Result<Report> {
-        let layers = chain.layers.iter().map(|l| LayerReport::new(&l.name, &*l.image)).collect::<Result<_>>()?;
-        Ok(Report { layers, chain_break: chain.broken.clone() })
+        let mut layers = chain.layers.iter().map(|l| LayerReport::new(&l.name, &*l.image)).collect::<Result<Vec<_>>>()?;
+        let top = layers.remove(0);
+        Ok(Report {
+            top,
+            full_backing_filename: layers.first().map(|l| l.filename.clone()),
+            backing_chain: layers,
+            chain_break: chain.broken.clone(),
+        })
     }
 }

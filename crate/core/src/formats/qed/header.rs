@@ -74,9 +74,9 @@ impl Header {
         alloc::vec![
             f("magic", 0, 4, String::from("\"QED\\0\""), "identifies a QED image"),
             f("cluster_size", 4, 4, size(cs), "unit of allocation; power of two, 4 KiB to 64 MiB"),
-            f("table_size", 8, 4, format!("{} clusters", self.table_size.get()),
+            f("table_size", 8, 4, format!("{} cluster{}", self.table_size.get(), if self.table_size.get() == 1 { "" } else { "s" }),
               "clusters per L1 or L2 table; power of two, 1 to 16"),
-            f("header_size", 12, 4, format!("{} clusters ({} bytes)", self.header_size.get(),
+            f("header_size", 12, 4, format!("{} cluster{} ({} bytes)", self.header_size.get(), if self.header_size.get() == 1 { "" } else { "s" },
               cs.saturating_mul(self.header_size.get() as u64)),
               "clusters taken by the header and the backing file name"),
             f("features", 16, 8, feature_names(self.features.get()),
