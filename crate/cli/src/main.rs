@@ -67,13 +67,29 @@ enum Command {
         progress: bool,
     },
     /// Compare what two disks contain; exit 0 identical, 1 different, 2 error.
-    Compare { a: PathBuf, b: PathBuf },
+    /// A file in no known format is compared as raw, as qemu-img does.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        #[arg(short = 'f')]
+        format_a: Option<String>,
+        #[arg(short = 'F')]
+        format_b: Option<String>,
+    },
 }
 
 fn open(path: &Path, format: Option<&str>) -> Result<Chain> {
     let file = HostFile::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
     let name = native::key(path);
     Chain::open(&name, Arc::new(file), format, &DirResolver).with_context(|| format!("cannot read '{}'", path.display()))
+}
+
+/// Open as the named format, or as probed, or else as raw.
+fn open_or_raw(path: &Path, format: Option<&str>) -> Result<Chain> {
+    match open(path, format) {
+        Err(e) if format.is_none() && matches!(e.downcast_ref(), Some(diskscope_core::Error::UnknownFormat { .. })) => open(path, Some("raw")),
+        r => r,
+    }
 }
 
 fn display_name(chain: &Chain, depth: usize, top: &Path) -> String {
@@ -169,8 +185,8 @@ fn run(cli: Cli) -> Result<u8> {
             })?;
             pb.finish_and_clear();
         }
-        Command::Compare { a, b } => {
-            let (ca, cb) = (open(&a, None)?, open(&b, None)?);
+        Command::Compare { a, b, format_a, format_b } => {
+            let (ca, cb) = (open_or_raw(&a, format_a.as_deref())?, open_or_raw(&b, format_b.as_deref())?);
             if ca.virtual_size() != cb.virtual_size() {
                 writeln!(out, "Warning: Image size mismatch!")?;
             }
