@@ -57,8 +57,11 @@ impl ChainBreak {
     pub fn error(&self) -> Error {
         match self {
             ChainBreak::Missing { name, by, offset } => Error::MissingFile { name: name.clone(), by: by.clone(), offset: *offset },
-            ChainBreak::Loop { name, by, offset } | ChainBreak::Unreadable { name, by, offset, .. } => {
-                Error::Invalid { format: "chain", offset: *offset, message: format!("{} names '{}': {}", by, name, self.finding().message) }
+            ChainBreak::Loop { name, by, offset } => {
+                Error::Backing { name: name.clone(), by: by.clone(), offset: *offset, reason: String::from("it is already in the chain (a loop)") }
+            }
+            ChainBreak::Unreadable { name, by, offset, error } => {
+                Error::Backing { name: name.clone(), by: by.clone(), offset: *offset, reason: error.clone() }
             }
             ChainBreak::TooDeep { limit, .. } => Error::Limit { what: "backing chain depth", needed: *limit + 1, limit: *limit },
         }

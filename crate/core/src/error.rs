@@ -29,6 +29,9 @@ pub enum Error {
     /// A file the image names (backing, data) was not given or not found.
     #[error("missing file '{name}' (named by {by} at byte {offset})")]
     MissingFile { name: String, by: String, offset: u64 },
+    /// The chain cannot go on through the backing file a header names.
+    #[error("backing file '{name}' (named at byte {offset} of {by}): {reason}")]
+    Backing { name: String, by: String, offset: u64, reason: String },
     /// Reading guest bytes that the map marks as invalid (a corrupt table entry).
     #[error("guest offset {guest} maps through an invalid entry at byte {offset} of {file}")]
     CorruptMapping { guest: u64, file: String, offset: u64 },

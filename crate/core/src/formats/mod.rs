@@ -1,11 +1,13 @@
 //! The format registry. Generic code reaches formats only through [`DRIVERS`].
 use alloc::{boxed::Box, format, string::String, sync::Arc};
 
+
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx, PROBE_BYTES};
 use crate::io::ReadAt;
 use crate::model::Hex;
 
+mod known;
 pub mod qed;
 pub mod raw;
 
@@ -16,12 +18,24 @@ pub fn driver(name: &str) -> Result<&'static Driver> {
     DRIVERS.iter().copied().find(|d| d.name == name).ok_or_else(|| Error::UnknownFormatName(String::from(name)))
 }
 
-/// The driver whose probe accepts the file, if any.
+/// The driver whose probe accepts the file, if any. A file with the signature of a format
+/// diskscope knows but cannot read yet is an error, never "no match" (which means raw).
 pub fn probe(file: &dyn ReadAt) -> Result<Option<&'static Driver>> {
     let mut head = [0u8; PROBE_BYTES];
     let n = (file.size().min(PROBE_BYTES as u64)) as usize;
     file.read_at(0, &mut head[..n])?;
-    Ok(DRIVERS.iter().copied().find(|d| (d.probe)(&head[..n], file)))
+    let head = &head[..n];
+    if let Some(d) = DRIVERS.iter().copied().find(|d| (d.probe)(head, file)) {
+        return Ok(Some(d));
+    }
+    match known::recognise(head, file) {
+        Some(name) => Err(Error::Unsupported {
+            format: name,
+            offset: 0,
+            message: String::from("diskscope recognises this format but cannot read it yet"),
+        }),
+        None => Ok(None),
+    }
 }
 
 /// Open with a named format, or by probing; `fallback_raw` opens unrecognised files as

@@ -12,6 +12,8 @@ use crate::model::*;
 
 mod check;
 pub mod header;
+#[cfg(test)]
+mod tests;
 use header::*;
 
 pub static DRIVER: Driver = Driver { name: "qed", probe, open };

@@ -1,0 +1,35 @@
+//! Formats recognised by their signature but not read yet. Recognising them matters even
+//! before they are read: a backing file must never be mistaken for raw (its metadata would
+//! be handed out as guest data), and a user deserves "this is a VHDX" over "unknown".
+use crate::io::ReadAt;
+
+/// (name, test) pairs; the test sees the first bytes and may read the file's tail.
+static SIGNATURES: &[(&str, fn(&[u8], &dyn ReadAt) -> bool)] = &[
+    ("qcow2", |h, _| h.starts_with(b"QFI\xfb") && be32(h, 4).is_some_and(|v| v >= 2)),
+    ("qcow", |h, _| h.starts_with(b"QFI\xfb") && be32(h, 4) == Some(1)),
+    ("vmdk", |h, _| h.starts_with(b"KDMV") || h.starts_with(b"COWD") || h.starts_with(b"# Disk DescriptorFile")),
+    ("vhdx", |h, _| h.starts_with(b"vhdxfile")),
+    ("vdi", |h, _| h.len() >= 68 && h[64..68] == [0x7f, 0x10, 0xda, 0xbe]),
+    ("parallels", |h, _| h.starts_with(b"WithoutFreeSpace") || h.starts_with(b"WithouFreSpacExt")),
+    ("vpc", |h, f| h.starts_with(b"conectix") || tail_is_vhd_footer(f)),
+    ("cow", |h, _| h.starts_with(b"OOOM\0\0\0\x02")),
+    ("add-cow", |h, _| h.starts_with(b"ACOW") || h.starts_with(b"ADD_COW\xff")),
+    ("fvd", |h, _| h.starts_with(b"FVD\0") || h.starts_with(&[0xa9, 0xf5, 0x43, 0x51])),
+    ("gow", |h, _| h.starts_with(b"GOW1") || h.starts_with(b"GOW2") || h.starts_with(b"GOW3")),
+];
+
+fn be32(h: &[u8], at: usize) -> Option<u32> {
+    h.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A fixed VHD is raw data followed by a 512-byte footer that starts "conectix".
+fn tail_is_vhd_footer(f: &dyn ReadAt) -> bool {
+    let size = f.size();
+    let mut b = [0u8; 8];
+    size >= 512 && f.read_at(size - 512, &mut b).is_ok() && &b == b"conectix"
+}
+
+/// The name of a known format this file has the signature of, if any.
+pub fn recognise(head: &[u8], file: &dyn ReadAt) -> Option<&'static str> {
+    SIGNATURES.iter().find(|(_, test)| test(head, file)).map(|(name, _)| *name)
+}

@@ -1,0 +1,218 @@
+//! QED built from the spec tables by a writer kept here, read back through the chain, and
+//! mutated at random to prove no input makes the reader panic.
+use alloc::{string::String, sync::Arc, vec, vec::Vec};
+use proptest::prelude::*;
+
+use crate::chain::{Chain, Resolver};
+use crate::io::{MemFile, ReadAt};
+use crate::map::MapEntry;
+
+/// A QED image laid out as the spec says: header cluster, L1 at cluster 1, then tables
+/// and data clusters appended in allocation order.
+pub(crate) struct Writer {
+    pub cs: u64,
+    pub table: u64,
+    pub size: u64,
+    pub file: Vec<u8>,
+    l1: u64,
+    /// Data clusters dropped by `zero_cluster`: what check must report as leaked.
+    pub leaked: u64,
+}
+
+impl Writer {
+    pub fn new(cs: u64, table: u64, size: u64, backing: Option<&str>) -> Writer {
+        let mut file = vec![0u8; (cs + table * cs) as usize];
+        file[0..4].copy_from_slice(b"QED\0");
+        file[4..8].copy_from_slice(&(cs as u32).to_le_bytes());
+        file[8..12].copy_from_slice(&(table as u32).to_le_bytes());
+        file[12..16].copy_from_slice(&1u32.to_le_bytes());
+        file[40..48].copy_from_slice(&cs.to_le_bytes());
+        file[48..56].copy_from_slice(&size.to_le_bytes());
+        if let Some(b) = backing {
+            file[16..24].copy_from_slice(&5u64.to_le_bytes()); // BACKING_FILE | NO_PROBE
+            file[56..60].copy_from_slice(&64u32.to_le_bytes());
+            file[60..64].copy_from_slice(&(b.len() as u32).to_le_bytes());
+            file[64..64 + b.len()].copy_from_slice(b.as_bytes());
+        }
+        Writer { cs, table, size, file, l1: cs, leaked: 0 }
+    }
+
+    fn entries(&self) -> u64 {
+        self.table * self.cs / 8
+    }
+    fn get(&self, at: u64) -> u64 {
+        u64::from_le_bytes(self.file[at as usize..at as usize + 8].try_into().unwrap())
+    }
+    fn set(&mut self, at: u64, v: u64) {
+        self.file[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    fn append(&mut self, clusters: u64) -> u64 {
+        let at = self.file.len() as u64;
+        self.file.resize((at + clusters * self.cs) as usize, 0);
+        at
+    }
+    /// The byte offset of the L2 entry for `guest`, allocating the L2 table if needed.
+    fn l2_entry(&mut self, guest: u64) -> u64 {
+        let n = self.entries();
+        let (i, j) = (guest / self.cs / n, guest / self.cs % n);
+        let l1e = self.l1 + i * 8;
+        if self.get(l1e) == 0 {
+            let t = self.append(self.table);
+            self.set(l1e, t);
+        }
+        self.get(l1e) + j * 8
+    }
+    /// Store a whole cluster of data for the cluster holding `guest`.
+    pub fn write_cluster(&mut self, guest: u64, fill: u8) {
+        let e = self.l2_entry(guest);
+        let mut at = self.get(e);
+        if at <= 1 {
+            at = self.append(1);
+            self.set(e, at);
+        }
+        self.file[at as usize..(at + self.cs) as usize].fill(fill);
+    }
+    pub fn zero_cluster(&mut self, guest: u64) {
+        let e = self.l2_entry(guest);
+        if self.get(e) > 1 {
+            self.leaked += 1;
+        }
+        self.set(e, 1);
+    }
+}
+
+struct One(Option<(String, Vec<u8>)>);
+impl Resolver for One {
+    fn resolve(&self, name: &str, _by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
+        self.0.as_ref().filter(|(n, _)| n == name).map(|(n, b)| (n.clone(), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
+    }
+}
+
+fn open(img: &[u8], backing: Option<(&str, Vec<u8>)>) -> crate::error::Result<Chain> {
+    Chain::open("t.qed", Arc::new(MemFile(img.to_vec())), None, &One(backing.map(|(n, b)| (String::from(n), b))))
+}
+
+#[test]
+fn writer_images_read_back_as_the_model_says() {
+    let (cs, size) = (4096u64, 3 * 1024 * 1024 + 4096 + 512);
+    let base: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 251) as u8 + 1).collect();
+    let mut w = Writer::new(cs, 1, size, Some("base.raw"));
+    let mut model: Vec<u8> = base.clone();
+    model.resize(size as usize, 0);
+    let mut seed = 7u64;
+    for _ in 0..200 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let c = (seed >> 33) % size.div_ceil(cs);
+        let fill = (seed >> 20) as u8 | 1;
+        let (a, b) = ((c * cs) as usize, (((c + 1) * cs).min(size)) as usize);
+        if seed & 3 == 0 {
+            w.zero_cluster(c * cs);
+            model[a..b].fill(0);
+        } else {
+            w.write_cluster(c * cs, fill);
+            model[a..b].fill(fill);
+        }
+    }
+    let chain = open(&w.file, Some(("base.raw", base))).unwrap();
+    assert_eq!(chain.virtual_size(), size);
+    let mut got = vec![0u8; size as usize];
+    chain.read(0, &mut got).unwrap();
+    assert!(got == model, "guest bytes differ from the model");
+    // The map covers the disk exactly, in order, and each data run reads what it says.
+    let mut entries: Vec<MapEntry> = Vec::new();
+    chain.for_each_entry(|e| Ok(entries.push(*e))).unwrap();
+    let mut pos = 0;
+    for e in &entries {
+        assert_eq!(e.start, pos);
+        pos += e.length;
+        if e.depth == 0 && e.data {
+            let off = e.offset.unwrap() as usize;
+            assert_eq!(&w.file[off..off + e.length as usize], &model[e.start as usize..(e.start + e.length) as usize]);
+        }
+    }
+    assert_eq!(pos, size);
+    let r = chain.top().check().unwrap();
+    assert!(w.leaked > 0, "the sequence should zero some written clusters");
+    assert_eq!((r.corruptions, r.leaks), (0, w.leaked), "{:?}", r.findings);
+}
+
+#[test]
+fn check_finds_what_was_broken_on_purpose() {
+    let mut w = Writer::new(4096, 1, 1 << 20, None);
+    w.write_cluster(0, 1);
+    w.write_cluster(4096, 2);
+    let l2 = w.get(w.l1);
+    let first = w.get(l2);
+    w.set(l2 + 8, first); // two entries share a cluster
+    w.set(l2 + 16, 12345); // not aligned
+    w.append(2); // two leaked clusters at the end
+    let r = open(&w.file, None).unwrap().top().check().unwrap();
+    let codes: Vec<_> = r.findings.iter().map(|f| (f.code, f.offset)).collect();
+    assert!(codes.contains(&("cluster-shared", Some(l2 + 8))), "{:?}", codes);
+    assert!(codes.contains(&("l2-entry-invalid", Some(l2 + 16))), "{:?}", codes);
+    assert_eq!(r.corruptions, 2);
+    // The cluster that entry 1 used to point at is now unreferenced, plus the two appended.
+    assert_eq!(r.leaks, 3);
+    assert_eq!(r.exit_code(), 2);
+}
+
+#[test]
+fn bad_headers_are_refused_with_the_offset_of_the_field() {
+    let w = Writer::new(4096, 1, 1 << 20, None);
+    let cases: [(usize, u64, u64); 5] = [(4, 1000, 4), (8, 3, 8), (16, 0x100, 16), (48, 1000, 48), (40, 4097, 40)];
+    for (at, val, off) in cases {
+        let mut f = w.file.clone();
+        let width = if at >= 16 { 8 } else { 4 };
+        f[at..at + width].copy_from_slice(&val.to_le_bytes()[..width]);
+        match open(&f, None) {
+            Err(crate::Error::Invalid { offset, .. }) | Err(crate::Error::Unsupported { offset, .. }) => assert_eq!(offset, off),
+            other => panic!("field at {}: expected a refusal, got {:?}", at, other.map(|_| ())),
+        }
+    }
+    let e = open(&w.file[..40], None).err().unwrap();
+    assert!(matches!(e, crate::Error::PastEnd { what: "QED header", .. }), "{:?}", e);
+}
+
+#[test]
+fn an_invalid_l1_entry_is_a_finding_and_a_clear_read_error() {
+    let mut w = Writer::new(4096, 1, 4 << 20, None);
+    w.write_cluster(0, 9);
+    w.set(w.l1 + 8, 0xdead_beef_000); // far past the end
+    let chain = open(&w.file, None).unwrap();
+    let mut entries = Vec::new();
+    chain.map(0, 4 << 20, &mut entries).unwrap();
+    assert!(entries.iter().any(|e| e.invalid == Some(w.l1 + 8)));
+    let mut buf = vec![0u8; 4096];
+    let err = chain.read(2 << 20, &mut buf).unwrap_err();
+    assert!(matches!(err, crate::Error::CorruptMapping { offset, .. } if offset == w.l1 + 8), "{:?}", err);
+    assert_eq!(chain.top().check().unwrap().corruptions, 1);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+    /// Any bytes written anywhere in a valid image: open, map, check and read answer with a
+    /// value or an error, never a panic, and never read outside the file.
+    #[test]
+    fn mutated_images_never_panic(muts in prop::collection::vec((0usize..20480, any::<u64>()), 1..8), big in any::<bool>()) {
+        let mut w = Writer::new(4096, 1, if big { 1 << 40 } else { 1 << 20 }, None);
+        w.write_cluster(0, 3);
+        w.write_cluster(8192, 4);
+        let mut f = w.file.clone();
+        for (at, v) in muts {
+            let at = at.min(f.len() - 8);
+            f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        if let Ok(chain) = open(&f, None) {
+            let size = chain.virtual_size();
+            let mut entries = Vec::new();
+            let _ = chain.map(0, size.min(64 << 20), &mut entries);
+            let _ = chain.top().check();
+            let mut buf = vec![0u8; 8192];
+            if size >= 8192 {
+                let _ = chain.read(0, &mut buf);
+                let _ = chain.read(size - 8192, &mut buf);
+            }
+            let _ = crate::report::Report::new(&chain);
+        }
+    }
+}
