@@ -96,31 +96,28 @@ impl Chain {
             if let Some(err) = self.entry_error(e) {
                 return Err(err);
             }
-            let next = if e.compressed {
-                Part::Computed { start: e.start, length: e.length }
+            let mut parts = [None, None];
+            if e.compressed {
+                parts[0] = Some(Part::Computed { start: e.start, length: e.length });
             } else {
                 match (e.data && !e.zero, e.offset) {
-                    (true, Some(offset)) => Part::File { layer: e.depth, file: e.file, offset, length: e.length },
-                    _ => Part::Zero { length: e.length },
-                }
-            };
-            cur = match (cur.take(), next) {
-                (Some(Part::Zero { length: a }), Part::Zero { length: b }) => Some(Part::Zero { length: a + b }),
-                (Some(Part::File { layer, file, offset, length }), Part::File { layer: l2, file: f2, offset: o2, length: n2 })
-                    if (layer, file) == (l2, f2) && offset + length == o2 =>
-                {
-                    Some(Part::File { layer, file, offset, length: length + n2 })
-                }
-                (Some(Part::Computed { start, length }), Part::Computed { start: s2, length: n2 }) if start + length == s2 => {
-                    Some(Part::Computed { start, length: length + n2 })
-                }
-                (prev, next) => {
-                    if let Some(p) = prev {
-                        f(p)?;
+                    (true, Some(offset)) => {
+                        // Stored bytes past the end of a sparse file read as zeros.
+                        let size = self.layers[e.depth as usize].image.file(e.file).map_or(0, |f| f.size());
+                        let stored = size.saturating_sub(offset).min(e.length);
+                        if stored > 0 {
+                            parts[0] = Some(Part::File { layer: e.depth, file: e.file, offset, length: stored });
+                        }
+                        if stored < e.length {
+                            parts[1] = Some(Part::Zero { length: e.length - stored });
+                        }
                     }
-                    Some(next)
+                    _ => parts[0] = Some(Part::Zero { length: e.length }),
                 }
-            };
+            }
+            for next in parts.into_iter().flatten() {
+                cur = join(cur.take(), next, &mut f)?;
+            }
             Ok(())
         })?;
         if let Some(p) = cur {
@@ -167,6 +164,28 @@ impl Chain {
             Ok(())
         })
     }
+}
+
+/// Extend `cur` by `next` where they join (contiguous in the same file, or both zeros or
+/// both computed); otherwise hand `cur` on and start again from `next`.
+fn join(cur: Option<Part>, next: Part, f: &mut impl FnMut(Part) -> Result<()>) -> Result<Option<Part>> {
+    Ok(match (cur, next) {
+        (Some(Part::Zero { length: a }), Part::Zero { length: b }) => Some(Part::Zero { length: a + b }),
+        (Some(Part::File { layer, file, offset, length }), Part::File { layer: l2, file: f2, offset: o2, length: n2 })
+            if (layer, file) == (l2, f2) && offset + length == o2 =>
+        {
+            Some(Part::File { layer, file, offset, length: length + n2 })
+        }
+        (Some(Part::Computed { start, length }), Part::Computed { start: s2, length: n2 }) if start + length == s2 => {
+            Some(Part::Computed { start, length: length + n2 })
+        }
+        (prev, next) => {
+            if let Some(p) = prev {
+                f(p)?;
+            }
+            Some(next)
+        }
+    })
 }
 
 /// Write the runs of `data` that are not all-zero 4 KiB blocks.

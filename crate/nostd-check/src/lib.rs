@@ -39,13 +39,28 @@ unsafe impl core::alloc::GlobalAlloc for Pages {
 #[global_allocator]
 static ALLOC: Pages = Pages;
 
-/// Probe a few bytes through the core: returns 1 if they look like QED.
+struct NoFiles;
+impl diskscope_core::Resolver for NoFiles {
+    fn resolve(&self, _: &str, _: &str) -> Option<(alloc::string::String, Arc<dyn diskscope_core::ReadAt>)> {
+        None
+    }
+}
+
+/// Open an in-memory image of `len` bytes whose first bytes are QED's magic and walk it
+/// through the chain, map, check and report paths, so the whole core is linked.
 #[no_mangle]
-pub extern "C" fn probe_qed(b0: u8, b1: u8, b2: u8, b3: u8) -> u32 {
-    let f = MemFile(alloc::vec![b0, b1, b2, b3]);
-    match diskscope_core::formats::probe(&f) {
-        Ok(Some(d)) if d.name == "qed" => 1,
-        _ => 0,
+pub extern "C" fn open_and_map(len: u32) -> u32 {
+    let mut bytes = alloc::vec![0u8; len as usize];
+    bytes.iter_mut().zip(b"QED\0").for_each(|(d, s)| *d = *s);
+    let f: Arc<dyn diskscope_core::ReadAt> = Arc::new(MemFile(bytes));
+    match diskscope_core::Chain::open("x", f, None, &NoFiles) {
+        Ok(c) => {
+            let cells = c.cells(1024).map(|c| c.classes.len()).unwrap_or(0);
+            let checked = c.top().check().map(|r| r.findings.len()).unwrap_or(0);
+            let report = diskscope_core::report::Report::new(&c).map(|r| r.top.header_fields.len()).unwrap_or(0);
+            (cells + checked + report) as u32
+        }
+        Err(_) => 0,
     }
 }
 
