@@ -1,0 +1,99 @@
+//! Files diskscope cannot read must give a non-zero exit and a message that says why:
+//! never a panic, never a backtrace.
+mod common;
+use std::fs;
+
+use common::*;
+
+#[test]
+fn text_file_is_refused_clearly() {
+    let d = Scratch::new();
+    let txt = d.path("notes.txt");
+    fs::write(&txt, "These are notes, not a disk image.\n".repeat(200)).unwrap();
+    let out = d.path("notes.raw");
+    for args in [vec!["info"], vec!["info", "--json"], vec!["map", "--json"], vec!["check"], vec!["convert"]] {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&args[0], &txt];
+        for x in &args[1..] {
+            a.push(x);
+        }
+        if args[0] == "convert" {
+            a.push(&out);
+        }
+        let r = diskscope(&a);
+        assert_clean_failure(&r);
+    }
+}
+
+#[test]
+fn empty_and_absent_files_are_refused_clearly() {
+    let d = Scratch::new();
+    let empty = d.path("empty.img");
+    fs::write(&empty, b"").unwrap();
+    assert_clean_failure(&diskscope(&[&"info", &empty]));
+    let absent = d.path("no-such-file.qed");
+    let r = diskscope(&[&"info", &absent]);
+    assert_clean_failure(&r);
+    assert!(r.stderr.contains("no-such-file.qed"), "the message should name the file: {}", r.stderr);
+}
+
+/// The overlay names base.raw, which is not there: say which file is missing.
+#[test]
+fn missing_backing_file_is_named() {
+    let d = Scratch::new();
+    raw(&d, "base.raw", 2 * MIB);
+    let top = qed_over(&d, "top.qed", 2 * MIB, 64 * KIB, "base.raw", "raw");
+    qemu_io(&d, "qed", "top.qed", &["write -q -P 1 0 64k".into()]);
+    fs::remove_file(d.path("base.raw")).unwrap();
+    // qemu-img cannot open it either.
+    assert_ne!(qemu(&d, "qemu-img", &[&"convert", &"-O", &"raw", &top, &d.path("q.raw")]).code, Some(0));
+
+    let r = diskscope(&[&"convert", &top, &d.path("out.raw")]);
+    assert_clean_failure(&r);
+    assert!(r.stderr.contains("base.raw"), "convert should name the missing backing file:\n{}", r.stderr);
+
+    // info still describes the top image, and names what is missing.
+    let r = diskscope(&[&"info", &top]);
+    for bad in ["panicked", "stack backtrace"] {
+        assert!(!r.all().contains(bad), "info crashed:\n{}", r.all());
+    }
+    assert!(r.all().contains("base.raw"), "info should name the missing backing file:\n{}", r.all());
+}
+
+/// A QED file cut inside its L1 table: a clear error, as qemu-img gives one.
+#[test]
+fn truncated_inside_l1_table() {
+    let d = Scratch::new();
+    let cluster = 64 * KIB;
+    for (name, cut) in [("cut-a.qed", cluster + 1000), ("cut-b.qed", cluster + 3 * cluster)] {
+        let img = qed(&d, name, 4 * MIB, cluster);
+        let h = QedHeader::read(&img);
+        assert_eq!(h.l1_table_offset, cluster);
+        assert!(cut < h.l1_table_offset + h.table_bytes());
+        set_len(&img, cut);
+        assert_ne!(qemu(&d, "qemu-img", &[&"info", &img]).code, Some(0), "qemu-img should refuse {}", name);
+        for cmd in ["info", "map", "check"] {
+            let r = diskscope(&[&cmd, &img]);
+            assert_clean_failure(&r);
+            assert!(r.stderr.to_lowercase().contains("l1"), "{} {}: the message should say the L1 table is the problem:\n{}", cmd, name, r.stderr);
+        }
+    }
+}
+
+/// A qcow2 backing file. diskscope reads QED and raw today, so it must say it cannot read
+/// the backing file's format instead of treating it as raw and writing wrong bytes.
+/// When the qcow2 reader lands, this becomes a byte comparison with qemu-img convert
+/// (`matches_qemu(&d, &top, ...)`).
+#[test]
+fn qcow2_backing_file_is_reported_clearly() {
+    let d = Scratch::new();
+    create(&d, "base.qcow2", 2 * MIB, Create { fmt: "qcow2", cluster: None, table_size: None, backing: None });
+    qemu_io(&d, "qcow2", "base.qcow2", &["write -q -P 0x42 0 1M".into()]);
+    let top = qed_over(&d, "top.qed", 2 * MIB, 64 * KIB, "base.qcow2", "qcow2");
+    qemu_io(&d, "qed", "top.qed", &["write -q -P 0x43 1M 64k".into()]);
+
+    let r = diskscope(&[&"convert", &top, &d.path("out.raw")]);
+    assert_clean_failure(&r);
+    assert!(r.stderr.contains("base.qcow2"), "the message should name the backing file:\n{}", r.stderr);
+    let without_name = r.stderr.replace("base.qcow2", "");
+    assert!(without_name.to_lowercase().contains("qcow2"), "the message should name the format it cannot read (qcow2):\n{}", r.stderr);
+}
