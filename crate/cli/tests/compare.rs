@@ -77,3 +77,16 @@ fn different_sizes() {
     assert!(same_as_qemu(&d, &a, &b, "data past the smaller disk's end").starts_with("Content mismatch"));
     assert!(same_as_qemu(&d, &b, &a, "the other way round").starts_with("Content mismatch"));
 }
+
+/// A QED image against a raw file: a file in no known format is compared as raw, as
+/// qemu-img does.
+#[test]
+fn qed_against_raw() {
+    let d = Scratch::new();
+    let (a, _) = pair(&d, 0xc0de_0003);
+    let r = d.path("a.raw");
+    qemu(&d, "qemu-img", &[&"convert", &"-O", &"raw", &a, &r]).ok();
+    assert_eq!(same_as_qemu(&d, &a, &r, "QED vs its raw conversion"), "Images are identical.");
+    qemu_io(&d, "raw", "a.raw", &[format!("write -q -P 0xee {} 512", MIB + 4096 + 512)]);
+    assert!(same_as_qemu(&d, &a, &r, "QED vs changed raw").starts_with("Content mismatch"));
+}
