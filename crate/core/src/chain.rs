@@ -79,7 +79,7 @@ impl Chain {
     /// image's format; otherwise it is probed and must be recognised.
     pub fn open(name: &str, file: Arc<dyn ReadAt>, format: Option<&str>, resolver: &dyn Resolver) -> Result<Chain> {
         let file: Arc<dyn ReadAt> = Arc::new(CachedFile::new(file));
-        let top = formats::open(file, name, format, false)?;
+        let top = formats::open(file, name, format, false, resolver)?;
         let mut layers = alloc::vec![Layer { name: String::from(name), image: top }];
         let mut broken = None;
         while let Some(backing) = layers.last().and_then(|l| l.image.info().backing.clone()) {
@@ -97,7 +97,7 @@ impl Chain {
                 break;
             }
             let f: Arc<dyn ReadAt> = Arc::new(CachedFile::new(f));
-            match formats::open(f, &key, backing.format.as_deref(), true) {
+            match formats::open(f, &key, backing.format.as_deref(), true, resolver) {
                 Ok(image) => layers.push(Layer { name: key, image }),
                 Err(e) => {
                     broken = Some(ChainBreak::Unreadable { name: backing.name, by, offset: backing.offset, error: format!("{}", e) });

@@ -36,6 +36,12 @@ impl Chain {
             return Some(Error::CorruptMapping { guest: e.start, file, offset: entry });
         }
         if e.missing {
+            let layer = &self.layers[e.depth as usize];
+            if e.present {
+                // A companion of this layer, not its backing file.
+                let c = layer.image.info().companions.get((e.file as usize).wrapping_sub(1));
+                return c.map(|c| Error::MissingFile { name: c.name.clone(), by: layer.name.clone(), offset: c.offset });
+            }
             return self.broken.as_ref().map(|b| b.error());
         }
         None
@@ -47,7 +53,7 @@ impl Chain {
             return Err(err);
         }
         let layer = &self.layers[e.depth as usize];
-        if e.compressed {
+        if e.computed {
             let mut extents = Vec::new();
             layer.image.map(guest, buf.len() as u64, &mut extents)?;
             for x in extents {
@@ -97,7 +103,7 @@ impl Chain {
                 return Err(err);
             }
             let mut parts = [None, None];
-            if e.compressed {
+            if e.computed {
                 parts[0] = Some(Part::Computed { start: e.start, length: e.length });
             } else {
                 match (e.data && !e.zero, e.offset) {

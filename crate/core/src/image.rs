@@ -36,9 +36,11 @@ pub trait Image {
     fn check(&self) -> Result<CheckResult>;
 }
 
-/// What opening needs besides the file: a display name for findings.
+/// What opening needs besides the file: its name (for findings and for resolving names
+/// relative to it) and the way to find the companion files it names.
 pub struct OpenCtx<'a> {
     pub name: &'a str,
+    pub resolver: &'a dyn crate::chain::Resolver,
 }
 
 /// A format: how to recognise it and how to open it.

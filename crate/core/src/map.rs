@@ -26,6 +26,9 @@ pub struct MapEntry {
     pub compressed: bool,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt"))]
     pub offset: Option<u64>,
+    /// Bytes are decoded by the layer (compressed, or through a nested image).
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub computed: bool,
     /// Byte offset of the invalid table entry that maps this range (qemu-img fails here).
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt"))]
     pub invalid: Option<u64>,
@@ -52,6 +55,7 @@ impl MapEntry {
             data: false,
             compressed: false,
             offset: None,
+            computed: false,
             invalid: None,
             missing: false,
             file: 0,
@@ -61,8 +65,8 @@ impl MapEntry {
     /// qemu-img map's merge rule: same flags, same depth, contiguous offsets.
     fn continues(&self, n: &MapEntry) -> bool {
         self.start + self.length == n.start
-            && (self.depth, self.present, self.zero, self.data, self.compressed, self.missing, self.file)
-                == (n.depth, n.present, n.zero, n.data, n.compressed, n.missing, n.file)
+            && (self.depth, self.present, self.zero, self.data, self.compressed, self.computed, self.missing, self.file)
+                == (n.depth, n.present, n.zero, n.data, n.compressed, n.computed, n.missing, n.file)
             && self.invalid == n.invalid
             && match (self.offset, n.offset) {
                 (None, None) => true,
@@ -110,7 +114,11 @@ impl Chain {
                     (e.present, e.zero, e.file, e.offset) = (true, true, file, Some(offset));
                 }
                 Kind::Zero => (e.present, e.zero) = (true, true),
-                Kind::Compressed { file, .. } => (e.present, e.data, e.compressed, e.file) = (true, true, true, file),
+                Kind::Compressed { file, .. } => {
+                    (e.present, e.data, e.compressed, e.computed, e.file) = (true, true, true, true, file)
+                }
+                Kind::Computed { file } => (e.present, e.data, e.computed, e.file) = (true, true, true, file),
+                Kind::Missing { file } => (e.present, e.missing, e.file) = (true, true, file),
                 Kind::Invalid { entry } => (e.present, e.invalid) = (true, Some(entry)),
                 Kind::Unallocated => {
                     let below = depth + 1;

@@ -99,6 +99,10 @@ pub enum Kind {
     Compressed { file: u16, offset: u64 },
     /// The table entry for this range is invalid; `entry` is the byte offset of that entry.
     Invalid { entry: u64 },
+    /// Stored in companion file `file`, which was not given.
+    Missing { file: u16 },
+    /// Read through a nested image (a companion file in its own format): `read_computed`.
+    Computed { file: u16 },
 }
 
 /// A guest range `[start, start+length)` of one layer.
@@ -124,6 +128,7 @@ impl Extent {
                     }
                     (Kind::Zero, Kind::Zero) | (Kind::Unallocated, Kind::Unallocated) => true,
                     (Kind::Invalid { entry: a }, Kind::Invalid { entry: b }) => a == b,
+                    (Kind::Missing { file: a }, Kind::Missing { file: b }) | (Kind::Computed { file: a }, Kind::Computed { file: b }) => a == b,
                     _ => false,
                 };
                 if merged {
@@ -183,6 +188,21 @@ pub struct BackingRef {
     pub offset: u64,
 }
 
+/// A file an image needs besides its backing file (a data file, a bitmap's raw image).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct Companion {
+    /// What it is for, in words ("raw data file", "image file").
+    pub role: &'static str,
+    /// The name as the header writes it.
+    pub name: String,
+    /// Where the name is stored in the image.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub offset: u64,
+    /// The file it resolved to, or None when it is missing: the user must add it.
+    pub found: Option<String>,
+}
+
 /// The facts every format states about an opened image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
@@ -199,6 +219,8 @@ pub struct ImageInfo {
     pub backing: Option<BackingRef>,
     /// The image says it was not closed cleanly (QED NEED_CHECK, qcow2 dirty bit).
     pub dirty: bool,
+    /// Files besides the backing file that hold this image's data; index i is file i+1.
+    pub companions: Vec<Companion>,
 }
 
 /// What a check found: findings to read, and counts in qemu-img check's terms.

@@ -20,6 +20,7 @@ pub struct LayerReport {
     #[cfg_attr(feature = "serde", serde(serialize_with = "crate::model::ser_u64"))]
     pub file_size: u64,
     pub dirty_flag: bool,
+    pub companions: Vec<crate::model::Companion>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub backing_filename: Option<String>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
@@ -45,7 +46,7 @@ pub struct Report {
 
 impl LayerReport {
     fn new(name: &str, image: &dyn crate::Image) -> Result<LayerReport> {
-        let ImageInfo { format, variant, layout, virtual_size, cluster_size, backing, dirty } = image.info().clone();
+        let ImageInfo { format, variant, layout, virtual_size, cluster_size, backing, dirty, companions } = image.info().clone();
         Ok(LayerReport {
             filename: String::from(name),
             format,
@@ -55,6 +56,7 @@ impl LayerReport {
             cluster_size,
             file_size: image.file(0).map(|f| f.size()).unwrap_or(0),
             dirty_flag: dirty,
+            companions,
             backing_filename: backing.as_ref().map(|b| b.name.clone()),
             backing_filename_format: backing.and_then(|b| b.format),
             header_fields: image.header_fields(),

@@ -7,12 +7,15 @@ use crate::image::{Driver, Image, OpenCtx, PROBE_BYTES};
 use crate::io::ReadAt;
 use crate::model::Hex;
 
+pub mod bitmap;
+pub mod cow;
+pub mod fmt;
 mod known;
 pub mod qed;
 pub mod raw;
 
 /// Probed in order; `raw` last and never by probe: any bytes are a raw image.
-pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &raw::DRIVER];
+pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &cow::COW, &cow::RAW_COW, &raw::DRIVER];
 
 pub fn driver(name: &str) -> Result<&'static Driver> {
     DRIVERS.iter().copied().find(|d| d.name == name).ok_or_else(|| Error::UnknownFormatName(String::from(name)))
@@ -40,8 +43,14 @@ pub fn probe(file: &dyn ReadAt) -> Result<Option<&'static Driver>> {
 
 /// Open with a named format, or by probing; `fallback_raw` opens unrecognised files as
 /// raw (what QEMU does for backing files) instead of refusing them.
-pub fn open(file: Arc<dyn ReadAt>, name: &str, format: Option<&str>, fallback_raw: bool) -> Result<Box<dyn Image>> {
-    let ctx = OpenCtx { name };
+pub fn open(
+    file: Arc<dyn ReadAt>,
+    name: &str,
+    format: Option<&str>,
+    fallback_raw: bool,
+    resolver: &dyn crate::chain::Resolver,
+) -> Result<Box<dyn Image>> {
+    let ctx = OpenCtx { name, resolver };
     let driver = match format {
         Some(f) => driver(f)?,
         None => match probe(&*file)? {

@@ -3,6 +3,7 @@ use alloc::{format, string::String, vec::Vec};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::formats::fmt::size;
 use crate::model::Field;
 
 pub const MAGIC: [u8; 4] = *b"QED\0";
@@ -44,19 +45,6 @@ fn feature_names(v: u64) -> String {
         s = format!("{} | unknown {:#x}", s, unknown);
     }
     s
-}
-
-fn size(v: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut i = 0;
-    while i + 1 < UNITS.len() && v >= 1u64 << (10 * (i + 1)) && v % (1u64 << (10 * (i + 1))) == 0 {
-        i += 1;
-    }
-    if i == 0 {
-        format!("{} B", v)
-    } else {
-        format!("{} {} ({} bytes)", v >> (10 * i), UNITS[i], v)
-    }
 }
 
 impl Header {

@@ -96,6 +96,7 @@ impl Qed {
                 cluster_size: cluster,
                 backing: None,
                 dirty: features & F_NEED_CHECK != 0,
+                companions: Vec::new(),
             },
             cluster,
             entries,

@@ -12,7 +12,6 @@ use crate::map::MapEntry;
 pub(crate) struct Writer {
     pub cs: u64,
     pub table: u64,
-    pub size: u64,
     pub file: Vec<u8>,
     l1: u64,
     /// Data clusters dropped by `zero_cluster`: what check must report as leaked.
@@ -34,7 +33,7 @@ impl Writer {
             file[60..64].copy_from_slice(&(b.len() as u32).to_le_bytes());
             file[64..64 + b.len()].copy_from_slice(b.as_bytes());
         }
-        Writer { cs, table, size, file, l1: cs, leaked: 0 }
+        Writer { cs, table, file, l1: cs, leaked: 0 }
     }
 
     fn entries(&self) -> u64 {

@@ -22,6 +22,7 @@ fn open(file: Arc<dyn ReadAt>, _ctx: &OpenCtx) -> Result<Box<dyn Image>> {
         cluster_size: 64 * 1024,
         backing: None,
         dirty: false,
+        companions: Vec::new(),
     };
     Ok(Box::new(Raw { file, info }))
 }

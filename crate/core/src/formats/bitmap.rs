@@ -1,0 +1,135 @@
+//! Copy-on-write bitmaps kept beside the data (cow, raw-cow, add-cow, FVD): one bit per
+//! `granule` bytes of the guest, least significant bit first. Bytes the file does not have
+//! read as zero bits, as QEMU's drivers read them.
+use alloc::vec;
+
+use crate::error::Result;
+use crate::io::{read_clipped, ReadAt};
+
+/// Bitmap bytes read per step: bounds memory for any disk size.
+const CHUNK: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CowBitmap {
+    /// Byte offset of the first bitmap byte.
+    pub offset: u64,
+    /// Meaningful bits (granules of the disk).
+    pub bits: u64,
+    /// Guest bytes per bit.
+    pub granule: u64,
+}
+
+impl CowBitmap {
+    /// Bytes the bitmap needs.
+    pub fn bytes(&self) -> u64 {
+        self.bits.div_ceil(8)
+    }
+
+    /// Calls `f(start, end, bit)` for each run of equal bits over guest `[start, end)`,
+    /// with the run clipped to that range.
+    pub fn runs(&self, file: &dyn ReadAt, start: u64, end: u64, mut f: impl FnMut(u64, u64, bool)) -> Result<()> {
+        if start >= end {
+            return Ok(());
+        }
+        let (first, last) = (start / self.granule, (end - 1) / self.granule);
+        let mut buf = vec![0u8; CHUNK.min(last / 8 - first / 8 + 1) as usize];
+        let mut run: Option<(u64, bool)> = None;
+        let mut byte = first / 8;
+        while byte <= last / 8 {
+            let n = (buf.len() as u64).min(last / 8 - byte + 1) as usize;
+            read_clipped(file, self.offset + byte, &mut buf[..n])?;
+            for (i, &b) in buf[..n].iter().enumerate() {
+                let base = (byte + i as u64) * 8;
+                // Whole bytes of one value extend the run without looking at bits.
+                if (b == 0 || b == 0xff) && base >= first && base + 7 <= last {
+                    let bit = b == 0xff;
+                    match run {
+                        Some((_, v)) if v == bit => {}
+                        _ => {
+                            if let Some((s, v)) = run {
+                                f((s * self.granule).max(start), base * self.granule, v);
+                            }
+                            run = Some((base, bit));
+                        }
+                    }
+                    continue;
+                }
+                for k in 0..8 {
+                    let g = base + k;
+                    if g < first || g > last {
+                        continue;
+                    }
+                    let bit = b >> k & 1 == 1;
+                    match run {
+                        Some((_, v)) if v == bit => {}
+                        _ => {
+                            if let Some((s, v)) = run {
+                                f((s * self.granule).max(start), g * self.granule, v);
+                            }
+                            run = Some((g, bit));
+                        }
+                    }
+                }
+            }
+            byte += n as u64;
+        }
+        if let Some((s, v)) = run {
+            f((s * self.granule).max(start), end, v);
+        }
+        Ok(())
+    }
+
+    /// Bits set among the meaningful bits, and whether any bit past them is set
+    /// (in the last byte: the only place such bits can be without being outside the bitmap).
+    pub fn count(&self, file: &dyn ReadAt) -> Result<(u64, bool)> {
+        let mut set = 0u64;
+        let mut buf = vec![0u8; CHUNK.min(self.bytes().max(1)) as usize];
+        let mut at = 0;
+        let total = self.bytes();
+        let mut tail_set = false;
+        while at < total {
+            let n = (buf.len() as u64).min(total - at) as usize;
+            read_clipped(file, self.offset + at, &mut buf[..n])?;
+            if at + n as u64 == total && self.bits % 8 != 0 {
+                let used = (self.bits % 8) as u32;
+                tail_set = buf[n - 1] >> used != 0;
+                buf[n - 1] &= (1u8 << used) - 1;
+            }
+            set += buf[..n].iter().map(|b| b.count_ones() as u64).sum::<u64>();
+            at += n as u64;
+        }
+        Ok((set, tail_set))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::MemFile;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn runs_follow_bits_lsb_first_and_clip_to_the_range() {
+        // bits: 0b0000_0110 then 0xff then 0x00 -> granules 1,2 set; 8..15 set
+        let f = MemFile(vec![9, 0b0000_0110, 0xff, 0x00]);
+        let bm = CowBitmap { offset: 1, bits: 24, granule: 512 };
+        let mut got = Vec::new();
+        bm.runs(&f, 0, 24 * 512, |a, b, v| got.push((a / 512, b / 512, v))).unwrap();
+        assert_eq!(got, vec![(0, 1, false), (1, 3, true), (3, 8, false), (8, 16, true), (16, 24, false)]);
+        got.clear();
+        bm.runs(&f, 700, 9 * 512 + 1, |a, b, v| got.push((a, b, v))).unwrap();
+        assert_eq!(got, vec![(700, 1536, true), (1536, 4096, false), (4096, 4609, true)]);
+        assert_eq!(bm.count(&f).unwrap(), (10, false));
+    }
+
+    #[test]
+    fn missing_bytes_are_zero_bits_and_stray_tail_bits_are_seen() {
+        let f = MemFile(vec![0xff]);
+        let bm = CowBitmap { offset: 0, bits: 5, granule: 1 };
+        assert_eq!(bm.count(&f).unwrap(), (5, true));
+        let short = CowBitmap { offset: 0, bits: 16, granule: 1 };
+        let mut got = Vec::new();
+        short.runs(&f, 0, 16, |a, b, v| got.push((a, b, v))).unwrap();
+        assert_eq!(got, vec![(0, 8, true), (8, 16, false)]);
+    }
+}
