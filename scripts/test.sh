@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, in order, stopping at the first failure: `npm test`.
-#   setup -> release CLI -> native Rust tests (core units, CLI against qemu-img)
+#   setup -> release CLI -> native Rust tests (core units, CLI against qemu-img; every test
+#   binary runs, then the stage fails if any failed)
 #   -> no_std proof -> web build -> browser tests (node:test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +25,7 @@ step() {
 
 native_tests() {
     DISKSCOPE_BIN="$target_dir/release/diskscope" \
-        cargo test --workspace --exclude diskscope-wasm --exclude nostd-check
+        cargo test --no-fail-fast --workspace --exclude diskscope-wasm --exclude nostd-check
 }
 
 browser_tests() {
