@@ -7,6 +7,7 @@ use crate::image::{Driver, Image, OpenCtx, PROBE_BYTES};
 use crate::io::ReadAt;
 use crate::model::Hex;
 
+pub mod addcow;
 pub mod bitmap;
 pub mod cow;
 pub mod fmt;
@@ -15,7 +16,7 @@ pub mod qed;
 pub mod raw;
 
 /// Probed in order; `raw` last and never by probe: any bytes are a raw image.
-pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &cow::COW, &cow::RAW_COW, &raw::DRIVER];
+pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &raw::DRIVER];
 
 pub fn driver(name: &str) -> Result<&'static Driver> {
     DRIVERS.iter().copied().find(|d| d.name == name).ok_or_else(|| Error::UnknownFormatName(String::from(name)))

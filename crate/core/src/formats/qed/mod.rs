@@ -13,7 +13,7 @@ use crate::model::*;
 mod check;
 pub mod header;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 use header::*;
 
 pub static DRIVER: Driver = Driver { name: "qed", probe, open };

@@ -1,0 +1,232 @@
+//! add-cow images written from the spec tables (DECISIONS.md 2, FORMATS.md 2.2) by a writer
+//! kept here. Junk (0xEE) fills the image file where the bitmap says 0, so reading the
+//! wrong file shows in the bytes.
+use alloc::{collections::BTreeMap, string::String, sync::Arc, vec, vec::Vec};
+
+use super::header::Generation;
+use crate::chain::{Chain, Resolver};
+use crate::io::{MemFile, ReadAt};
+use crate::model::{LayoutStatus, Severity};
+
+struct Files(BTreeMap<String, Vec<u8>>);
+impl Resolver for Files {
+    fn resolve(&self, name: &str, _by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
+        self.0.get(name).map(|b| (String::from(name), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
+    }
+}
+
+fn put(b: &mut [u8], at: usize, v: &[u8]) {
+    b[at..at + v.len()].copy_from_slice(v);
+}
+
+/// A header of `generation` naming `backing` (may be "") and `image`, with the bitmap area
+/// sized for `clusters` bits.
+fn header(generation: Generation, cluster_bits: u32, backing: &str, image: &str, image_fmt: &str, clusters: u64, all_allocated: bool) -> Vec<u8> {
+    match generation {
+        Generation::V11 => {
+            let hs = 4096usize;
+            let mut h = vec![0u8; hs + clusters.div_ceil(8) as usize];
+            put(&mut h, 0, b"ADD_COW\xff");
+            put(&mut h, 8, &1u32.to_le_bytes());
+            let (bo, io) = (80u32, 80 + backing.len() as u32);
+            if !backing.is_empty() {
+                put(&mut h, 12, &bo.to_le_bytes());
+                put(&mut h, 16, &(backing.len() as u32).to_le_bytes());
+                put(&mut h, bo as usize, backing.as_bytes());
+                put(&mut h, 48, b"raw");
+            }
+            put(&mut h, 20, &io.to_le_bytes());
+            put(&mut h, 24, &(image.len() as u32).to_le_bytes());
+            put(&mut h, io as usize, image.as_bytes());
+            let feat = (!backing.is_empty()) as u64 | 2 | if all_allocated { 4 } else { 0 };
+            put(&mut h, 28, &feat.to_le_bytes());
+            put(&mut h, 44, &1u32.to_le_bytes());
+            put(&mut h, 64, image_fmt.as_bytes());
+            h
+        }
+        Generation::Acow => {
+            let hs = (1usize << cluster_bits).max(4096);
+            let mut h = vec![0u8; hs + (clusters.div_ceil(8) as usize).next_multiple_of(1 << cluster_bits)];
+            put(&mut h, 0, b"ACOW");
+            let (bo, io) = (76u32, 76 + backing.len() as u32);
+            if !backing.is_empty() {
+                put(&mut h, 4, &bo.to_le_bytes());
+                put(&mut h, 8, &(backing.len() as u32).to_le_bytes());
+                put(&mut h, bo as usize, backing.as_bytes());
+                put(&mut h, 44, b"raw");
+            }
+            put(&mut h, 12, &io.to_le_bytes());
+            put(&mut h, 16, &(image.len() as u32).to_le_bytes());
+            put(&mut h, io as usize, image.as_bytes());
+            put(&mut h, 20, &cluster_bits.to_le_bytes());
+            put(&mut h, 32, &(all_allocated as u64).to_le_bytes());
+            put(&mut h, 40, &(hs as u32).to_le_bytes());
+            put(&mut h, 60, image_fmt.as_bytes());
+            h
+        }
+    }
+}
+
+fn lcg(s: &mut u64) -> u64 {
+    *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *s >> 33
+}
+
+/// Image + random bits + backing shorter than the disk; returns files and expected bytes.
+fn build(generation: Generation, cluster_bits: u32, disk: u64, seed: u64) -> (Files, Vec<u8>) {
+    let mut s = seed;
+    let cs = match generation {
+        Generation::V11 => 65536,
+        Generation::Acow => 1u64 << cluster_bits,
+    };
+    let clusters = disk.div_ceil(cs);
+    let base: Vec<u8> = (0..disk / 2 + 100).map(|_| lcg(&mut s) as u8).collect();
+    let mut img = header(generation, cluster_bits, "base.raw", "disk.raw", "", clusters, false);
+    let hs = match generation {
+        Generation::V11 => 4096,
+        Generation::Acow => cs.max(4096) as usize,
+    };
+    let mut raw = vec![0xEEu8; disk as usize];
+    let mut expect = vec![0u8; disk as usize];
+    expect[..base.len()].copy_from_slice(&base);
+    for c in 0..clusters {
+        if lcg(&mut s) % 2 == 0 {
+            img[hs + (c / 8) as usize] |= 1 << (c % 8);
+            let r = (c * cs) as usize..((c + 1) * cs).min(disk) as usize;
+            let fill = lcg(&mut s) as u8 | 1;
+            raw[r.clone()].fill(fill);
+            expect[r].fill(fill);
+        }
+    }
+    let files = [("top.acow", img), ("disk.raw", raw), ("base.raw", base)];
+    (Files(files.into_iter().map(|(n, b)| (String::from(n), b)).collect()), expect)
+}
+
+fn open(files: &Files) -> crate::error::Result<Chain> {
+    Chain::open("top.acow", Arc::new(MemFile(files.0["top.acow"].clone())), None, files)
+}
+
+fn read_all(c: &Chain) -> Vec<u8> {
+    let mut b = vec![0u8; c.virtual_size() as usize];
+    c.read(0, &mut b).unwrap();
+    b
+}
+
+#[test]
+fn both_generations_read_the_image_file_where_bits_are_set_and_the_backing_elsewhere() {
+    for (generation, bits) in [(Generation::V11, 16), (Generation::Acow, 12), (Generation::Acow, 16)] {
+        let disk = 40 * 65536 + 4096 + 512; // not a multiple of the cluster
+        let (files, expect) = build(generation, bits, disk, bits as u64);
+        let chain = open(&files).unwrap();
+        assert_eq!(chain.virtual_size(), disk, "the disk is the image file's size");
+        assert_eq!(chain.layers.len(), 2, "the backing file is the chain's second layer");
+        assert!(read_all(&chain) == expect, "{:?}/{}: guest bytes differ", generation, bits);
+        let status = if generation == Generation::V11 { LayoutStatus::Reconstructed } else { LayoutStatus::Confirmed };
+        assert_eq!(chain.top().info().layout, status);
+        let r = chain.top().check().unwrap();
+        assert_eq!(r.corruptions, 0, "{:?}", r.findings);
+        assert!(r.findings.iter().all(|f| f.severity == Severity::Info), "{:?}", r.findings);
+        // The export plan reads the raw image file directly, never through wasm.
+        let mut file_parts = 0;
+        chain.plan(|p| Ok(file_parts += matches!(p, crate::convert::Part::File { file: 1, .. }) as u32)).unwrap();
+        assert!(file_parts > 0);
+    }
+}
+
+#[test]
+fn all_allocated_ignores_bitmap_and_backing() {
+    let (mut files, _) = build(Generation::Acow, 16, 8 * 65536, 3);
+    let mut h = files.0["top.acow"].clone();
+    put(&mut h, 32, &1u64.to_le_bytes());
+    files.0.insert(String::from("top.acow"), h);
+    files.0.remove("base.raw"); // not needed, so not missing
+    let chain = open(&files).unwrap();
+    assert!(chain.broken.is_none());
+    assert!(read_all(&chain) == files.0["disk.raw"]);
+    assert!(chain.top().check().unwrap().findings.iter().any(|f| f.code == "all-allocated"));
+}
+
+#[test]
+fn a_nested_image_file_is_read_through_its_own_format() {
+    let mut q = crate::formats::qed::tests::Writer::new(4096, 1, 4 * 65536, None);
+    for c in 0..64 {
+        q.write_cluster(c * 4096, c as u8 + 1);
+    }
+    let h = header(Generation::Acow, 16, "", "disk.qed", "qed", 4, false);
+    let mut img = h;
+    img[65536] = 0b0101; // clusters 0 and 2 from the image file
+    let files = Files([(String::from("top.acow"), img), (String::from("disk.qed"), q.file.clone())].into_iter().collect());
+    let chain = open(&files).unwrap();
+    assert_eq!(chain.virtual_size(), 4 * 65536);
+    let got = read_all(&chain);
+    for c in 0..64usize {
+        let want = if (c / 16) % 2 == 0 { c as u8 + 1 } else { 0 };
+        assert!(got[c * 4096..(c + 1) * 4096].iter().all(|&b| b == want), "4 KiB block {}", c);
+    }
+    let mut computed = 0;
+    chain.plan(|p| Ok(computed += matches!(p, crate::convert::Part::Computed { .. }) as u32)).unwrap();
+    assert_eq!(computed, 2);
+}
+
+#[test]
+fn a_missing_image_file_is_named_and_the_bitmap_still_maps() {
+    let (mut files, _) = build(Generation::V11, 16, 16 * 65536, 9);
+    files.0.remove("disk.raw");
+    let chain = open(&files).unwrap();
+    let c = &chain.top().info().companions[0];
+    assert_eq!((c.role, c.name.as_str(), c.found.as_deref()), ("image file", "disk.raw", None));
+    assert!(chain.virtual_size() >= 16 * 65536, "the bitmap's capacity stands in for the unknown size");
+    let r = chain.top().check().unwrap();
+    assert!(r.findings.iter().any(|f| f.code == "image-file-missing" && f.message.contains("'disk.raw'")));
+    let mut entries = Vec::new();
+    chain.map(0, 16 * 65536, &mut entries).unwrap();
+    assert!(entries.iter().any(|e| e.missing && e.present));
+    let first_set = entries.iter().find(|e| e.missing).unwrap().start;
+    let err = chain.read(first_set, &mut [0u8; 512]).unwrap_err();
+    assert!(matches!(&err, crate::Error::MissingFile { name, .. } if name == "disk.raw"), "{:?}", err);
+}
+
+#[test]
+fn unknown_features_and_bad_names_are_refused_or_reported() {
+    for (generation, at) in [(Generation::V11, 28usize), (Generation::V11, 36), (Generation::Acow, 24)] {
+        let mut h = header(generation, 16, "", "d.raw", "", 8, false);
+        h[at + 7] = 0x80;
+        let files = Files([(String::from("top.acow"), h), (String::from("d.raw"), vec![0; 65536])].into_iter().collect());
+        match open(&files) {
+            Err(crate::Error::Unsupported { offset, message, .. }) => {
+                assert_eq!(offset, if at == 36 { 28 } else { at as u64 });
+                assert!(message.contains("unknown feature bits"));
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+    // Same name for backing and image: corruption. A stray byte in the name area: warning.
+    let mut h = header(Generation::Acow, 16, "d.raw", "d.raw", "", 8, false);
+    h[300] = 1;
+    let files = Files([(String::from("top.acow"), h), (String::from("d.raw"), vec![0; 65536])].into_iter().collect());
+    let r = open(&files).unwrap().top().check().unwrap();
+    let codes: Vec<_> = r.findings.iter().map(|f| (f.code, f.offset)).collect();
+    assert!(codes.contains(&("name-invalid", Some(76))), "{:?}", codes);
+    assert!(codes.contains(&("reserved-nonzero", Some(300))), "{:?}", codes);
+    assert_eq!(r.exit_code(), 2);
+    // An image name pointing outside the header: a clear refusal at the offset field.
+    let mut h = header(Generation::V11, 16, "", "d.raw", "", 8, false);
+    put(&mut h, 20, &5000u32.to_le_bytes());
+    let files = Files([(String::from("top.acow"), h)].into_iter().collect());
+    assert!(matches!(open(&files), Err(crate::Error::Invalid { offset: 20, .. })));
+}
+
+#[test]
+fn v11_header_fields_are_where_the_spec_says() {
+    let h = header(Generation::V11, 16, "base.raw", "disk.raw", "", 8, false);
+    let files = Files([(String::from("top.acow"), h.clone()), (String::from("disk.raw"), vec![0; 65536]), (String::from("base.raw"), vec![])].into_iter().collect());
+    let fields = open(&files).unwrap().top().header_fields();
+    let expect = [("magic", 0, 8), ("version", 8, 4), ("backing file name offset", 12, 4), ("backing file name size", 16, 4),
+        ("image file name offset", 20, 4), ("image file name size", 24, 4), ("features", 28, 8), ("optional features", 36, 8),
+        ("header pages", 44, 4), ("backing file format", 48, 16), ("image file format", 64, 16), ("backing file name", 80, 8), ("image file name", 88, 8)];
+    for (name, off, size) in expect {
+        let f = fields.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no field {}", name));
+        assert_eq!((f.offset, f.size), (off, size), "{}", name);
+        assert_eq!(&f.raw[..], &h[off as usize..(off + size) as usize], "{} raw bytes", name);
+    }
+}
