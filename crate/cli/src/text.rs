@@ -23,6 +23,12 @@ fn layer(out: &mut dyn Write, l: &LayerReport, indent: &str) -> Result<()> {
             writeln!(out, "{indent}backing file format: {}", f)?;
         }
     }
+    for c in &l.companions {
+        match &c.found {
+            Some(path) => writeln!(out, "{indent}{}: {} (found: {})", c.role, c.name, path)?,
+            None => writeln!(out, "{indent}{}: {} — MISSING: put it beside the image to read the data it holds", c.role, c.name)?,
+        }
+    }
     if l.dirty_flag {
         writeln!(out, "{indent}dirty: the image was not closed cleanly")?;
     }
@@ -96,7 +102,7 @@ pub fn map(out: &mut dyn Write, entries: &[MapEntry], name: &dyn Fn(usize) -> St
         let what = if let Some(at) = e.invalid {
             format!("INVALID (entry at byte {})", at)
         } else if e.missing {
-            "missing backing".into()
+            if e.present { "missing file".into() } else { "missing backing".into() }
         } else if e.compressed {
             "compressed".into()
         } else if e.data && !e.zero {
