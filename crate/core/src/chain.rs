@@ -5,7 +5,7 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
 
 use crate::error::{Error, Result};
 use crate::formats;
-use crate::image::Image;
+use crate::image::{Image, OpenOptions};
 use crate::io::{CachedFile, ReadAt};
 use crate::limits;
 use crate::model::{Finding, Severity};
@@ -78,8 +78,14 @@ impl Chain {
     /// Open `file` (known as `name`) and follow its backing files. `format` forces the top
     /// image's format; otherwise it is probed and must be recognised.
     pub fn open(name: &str, file: Arc<dyn ReadAt>, format: Option<&str>, resolver: &dyn Resolver) -> Result<Chain> {
+        Chain::open_with(name, file, format, resolver, &OpenOptions::default())
+    }
+
+    /// [`Chain::open`] with a choice of view. The options apply to the top image; backing
+    /// files are read as their current state (a snapshot name means nothing to them).
+    pub fn open_with(name: &str, file: Arc<dyn ReadAt>, format: Option<&str>, resolver: &dyn Resolver, options: &OpenOptions) -> Result<Chain> {
         let file: Arc<dyn ReadAt> = Arc::new(CachedFile::new(file));
-        let top = formats::open(file, name, format, false, resolver)?;
+        let top = formats::open(file, name, format, false, resolver, options)?;
         let mut layers = alloc::vec![Layer { name: String::from(name), image: top }];
         let mut broken = None;
         while let Some(backing) = layers.last().and_then(|l| l.image.info().backing.clone()) {
@@ -97,7 +103,8 @@ impl Chain {
                 break;
             }
             let f: Arc<dyn ReadAt> = Arc::new(CachedFile::new(f));
-            match formats::open(f, &key, backing.format.as_deref(), true, resolver) {
+            let below = OpenOptions { as_stored: options.as_stored, snapshot: None };
+            match formats::open(f, &key, backing.format.as_deref(), true, resolver, &below) {
                 Ok(image) => layers.push(Layer { name: key, image }),
                 Err(e) => {
                     broken = Some(ChainBreak::Unreadable { name: backing.name, by, offset: backing.offset, error: format!("{}", e) });

@@ -41,6 +41,18 @@ pub trait Image {
 pub struct OpenCtx<'a> {
     pub name: &'a str,
     pub resolver: &'a dyn crate::chain::Resolver,
+    pub options: &'a OpenOptions,
+}
+
+/// Choices about which view of an image to open. Formats ignore what does not apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Show metadata as stored, without applying a pending journal or log in memory
+    /// (FVD's journal, VHDX's log). By default pending records are applied, as the
+    /// format's own driver would on its next open; the file is never written either way.
+    pub as_stored: bool,
+    /// Read this internal snapshot (by id or name) instead of the current disk.
+    pub snapshot: Option<alloc::string::String>,
 }
 
 /// A format: how to recognise it and how to open it.

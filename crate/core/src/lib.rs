@@ -13,6 +13,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod chain;
+pub mod codec;
 pub mod compare;
 pub mod convert;
 pub mod error;

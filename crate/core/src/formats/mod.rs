@@ -50,8 +50,9 @@ pub fn open(
     format: Option<&str>,
     fallback_raw: bool,
     resolver: &dyn crate::chain::Resolver,
+    options: &crate::image::OpenOptions,
 ) -> Result<Box<dyn Image>> {
-    let ctx = OpenCtx { name, resolver };
+    let ctx = OpenCtx { name, resolver, options };
     let driver = match format {
         Some(f) => driver(f)?,
         None => match probe(&*file)? {
