@@ -20,16 +20,20 @@ fn empty_images() {
     }
 }
 
+/// One seed by default; `DISKSCOPE_TEST_SEEDS=N` tries N seeds (a longer hunt for bugs).
 fn random_writes(cluster: u64, seed: u64) {
-    let d = Scratch::new();
-    let mut rng = Rng::new(seed);
-    let pattern = pattern_file(&d, &mut rng);
-    for size in SIZES {
-        let name = format!("random-{}-{}.qed", cluster, size);
-        let img = qed(&d, &name, size, cluster);
-        let mix = Mix { writes: 300, max_sectors: 48, zeroes: true, discards: true };
-        qemu_io(&d, "qed", &name, &random_commands(&mut rng, size, cluster, &pattern, mix));
-        matches_qemu(&d, &img, &name);
+    let seeds: u64 = std::env::var("DISKSCOPE_TEST_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    for seed in seed..seed + seeds {
+        let d = Scratch::new();
+        let mut rng = Rng::new(seed);
+        let pattern = pattern_file(&d, &mut rng);
+        for size in SIZES {
+            let name = format!("random-{}-{}.qed", cluster, size);
+            let img = qed(&d, &name, size, cluster);
+            let mix = Mix { writes: 300, max_sectors: 48, zeroes: true, discards: true };
+            qemu_io(&d, "qed", &name, &random_commands(&mut rng, size, cluster, &pattern, mix));
+            matches_qemu(&d, &img, &format!("{} (seed {:#x})", name, seed));
+        }
     }
 }
 
@@ -154,4 +158,23 @@ fn output_is_sparse() {
     let out = convert_matches_qemu(&d, &img, "sparse.qed");
     let used = allocated_bytes(&out);
     assert!(used < size / 4, "the raw output should be sparse: {} of {} bytes are allocated", used, size);
+}
+
+/// Backing names are resolved against the folder of the image that names them (never the
+/// working directory, which is `/` for every diskscope run here), and absolute names work.
+#[test]
+fn backing_names_relative_to_the_image() {
+    let d = Scratch::new();
+    std::fs::create_dir_all(d.path("disks/base")).unwrap();
+    std::fs::create_dir_all(d.path("disks/vm")).unwrap();
+    let size = 2 * MIB;
+    raw(&d, "disks/base/base.raw", size);
+    qemu_io(&d, "raw", "disks/base/base.raw", &["write -q -P 0x21 0 1M".into()]);
+    let mid = qed_over(&d, "disks/vm/mid.qed", size, 64 * KIB, "../base/base.raw", "raw");
+    qemu_io(&d, "qed", "disks/vm/mid.qed", &["write -q -P 0x22 64k 64k".into()]);
+    let abs = mid.to_string_lossy().into_owned();
+    let top = qed_over(&d, "disks/top.qed", size, 64 * KIB, &abs, "qed");
+    qemu_io(&d, "qed", "disks/top.qed", &["write -q -P 0x23 192k 4k".into()]);
+    matches_qemu(&d, &mid, "../base/base.raw from disks/vm/");
+    matches_qemu(&d, &top, "absolute backing name");
 }
