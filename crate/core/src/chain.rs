@@ -127,8 +127,7 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::MemFile;
-    use alloc::collections::BTreeMap;
+    use crate::testutil::Files;
 
     /// A QED header naming `backing` (as a writer in the tests would lay it out).
     fn qed_over(backing: &str) -> Vec<u8> {
@@ -147,26 +146,17 @@ mod tests {
         f
     }
 
-    struct Files(BTreeMap<&'static str, Vec<u8>>);
-    impl Resolver for Files {
-        fn resolve(&self, name: &str, _by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
-            self.0.get(name).map(|b| (String::from(name), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
-        }
-    }
-
     #[test]
     fn a_loop_is_a_break_not_a_hang() {
-        let files = Files([("a.qed", qed_over("b.qed")), ("b.qed", qed_over("a.qed"))].into_iter().collect());
-        let top = Arc::new(MemFile(files.0["a.qed"].clone()));
-        let c = Chain::open("a.qed", top, None, &files).unwrap();
+        let files = Files::new([("a.qed", qed_over("b.qed")), ("b.qed", qed_over("a.qed"))]);
+        let c = files.open("a.qed").unwrap();
         assert_eq!(c.layers.len(), 2);
         assert_eq!(c.broken, Some(ChainBreak::Loop { name: String::from("a.qed"), by: String::from("b.qed"), offset: 64 }));
     }
 
     #[test]
     fn a_missing_file_is_named_with_where_it_was_named() {
-        let files = Files(BTreeMap::new());
-        let c = Chain::open("t.qed", Arc::new(MemFile(qed_over("base.raw"))), None, &files).unwrap();
+        let c = Files::new([("t.qed", qed_over("base.raw"))]).open("t.qed").unwrap();
         assert_eq!(c.broken, Some(ChainBreak::Missing { name: String::from("base.raw"), by: String::from("t.qed"), offset: 64 }));
         assert!(c.broken.unwrap().finding().message.contains("'base.raw' is missing"));
     }

@@ -11,6 +11,8 @@
 extern crate alloc;
 #[cfg(test)]
 extern crate std;
+#[cfg(test)]
+mod testutil;
 
 pub mod chain;
 pub mod codec;

@@ -33,42 +33,29 @@ impl CowBitmap {
         }
         let (first, last) = (start / self.granule, (end - 1) / self.granule);
         let mut buf = vec![0u8; CHUNK.min(last / 8 - first / 8 + 1) as usize];
+        // The open run: its first granule and its bit.
         let mut run: Option<(u64, bool)> = None;
+        let mut step = |g: u64, bit: bool, f: &mut dyn FnMut(u64, u64, bool)| match run {
+            Some((_, v)) if v == bit => {}
+            _ => {
+                if let Some((s, v)) = run.replace((g, bit)) {
+                    f((s * self.granule).max(start), g * self.granule, v);
+                }
+            }
+        };
         let mut byte = first / 8;
         while byte <= last / 8 {
             let n = (buf.len() as u64).min(last / 8 - byte + 1) as usize;
             read_clipped(file, self.offset + byte, &mut buf[..n])?;
             for (i, &b) in buf[..n].iter().enumerate() {
                 let base = (byte + i as u64) * 8;
-                // Whole bytes of one value extend the run without looking at bits.
                 if (b == 0 || b == 0xff) && base >= first && base + 7 <= last {
-                    let bit = b == 0xff;
-                    match run {
-                        Some((_, v)) if v == bit => {}
-                        _ => {
-                            if let Some((s, v)) = run {
-                                f((s * self.granule).max(start), base * self.granule, v);
-                            }
-                            run = Some((base, bit));
-                        }
-                    }
+                    // A whole byte of one value: one step, not eight.
+                    step(base, b == 0xff, &mut f);
                     continue;
                 }
-                for k in 0..8 {
-                    let g = base + k;
-                    if g < first || g > last {
-                        continue;
-                    }
-                    let bit = b >> k & 1 == 1;
-                    match run {
-                        Some((_, v)) if v == bit => {}
-                        _ => {
-                            if let Some((s, v)) = run {
-                                f((s * self.granule).max(start), g * self.granule, v);
-                            }
-                            run = Some((g, bit));
-                        }
-                    }
+                for g in base.max(first)..(base + 8).min(last + 1) {
+                    step(g, b >> (g - base) & 1 == 1, &mut f);
                 }
             }
             byte += n as u64;

@@ -1,19 +1,12 @@
 //! add-cow images written from the spec tables (DECISIONS.md 2, FORMATS.md 2.2) by a writer
 //! kept here. Junk (0xEE) fills the image file where the bitmap says 0, so reading the
 //! wrong file shows in the bytes.
-use alloc::{collections::BTreeMap, string::String, sync::Arc, vec, vec::Vec};
+use alloc::{string::String, vec, vec::Vec};
 
 use super::header::Generation;
-use crate::chain::{Chain, Resolver};
-use crate::io::{MemFile, ReadAt};
+use crate::chain::Chain;
 use crate::model::{LayoutStatus, Severity};
-
-struct Files(BTreeMap<String, Vec<u8>>);
-impl Resolver for Files {
-    fn resolve(&self, name: &str, _by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
-        self.0.get(name).map(|b| (String::from(name), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
-    }
-}
+use crate::testutil::Files;
 
 fn put(b: &mut [u8], at: usize, v: &[u8]) {
     b[at..at + v.len()].copy_from_slice(v);
@@ -99,11 +92,11 @@ fn build(generation: Generation, cluster_bits: u32, disk: u64, seed: u64) -> (Fi
         }
     }
     let files = [("top.acow", img), ("disk.raw", raw), ("base.raw", base)];
-    (Files(files.into_iter().map(|(n, b)| (String::from(n), b)).collect()), expect)
+    (Files::new(files), expect)
 }
 
 fn open(files: &Files) -> crate::error::Result<Chain> {
-    Chain::open("top.acow", Arc::new(MemFile(files.0["top.acow"].clone())), None, files)
+    files.open("top.acow")
 }
 
 fn read_all(c: &Chain) -> Vec<u8> {
@@ -155,7 +148,7 @@ fn a_nested_image_file_is_read_through_its_own_format() {
     let h = header(Generation::Acow, 16, "", "disk.qed", "qed", 4, false);
     let mut img = h;
     img[65536] = 0b0101; // clusters 0 and 2 from the image file
-    let files = Files([(String::from("top.acow"), img), (String::from("disk.qed"), q.file.clone())].into_iter().collect());
+    let files = Files::new([("top.acow", img), ("disk.qed", q.file.clone())]);
     let chain = open(&files).unwrap();
     assert_eq!(chain.virtual_size(), 4 * 65536);
     let got = read_all(&chain);
@@ -191,7 +184,7 @@ fn unknown_features_and_bad_names_are_refused_or_reported() {
     for (generation, at) in [(Generation::V11, 28usize), (Generation::V11, 36), (Generation::Acow, 24)] {
         let mut h = header(generation, 16, "", "d.raw", "", 8, false);
         h[at + 7] = 0x80;
-        let files = Files([(String::from("top.acow"), h), (String::from("d.raw"), vec![0; 65536])].into_iter().collect());
+        let files = Files::new([("top.acow", h), ("d.raw", vec![0; 65536])]);
         match open(&files) {
             Err(crate::Error::Unsupported { offset, message, .. }) => {
                 assert_eq!(offset, if at == 36 { 28 } else { at as u64 });
@@ -203,7 +196,7 @@ fn unknown_features_and_bad_names_are_refused_or_reported() {
     // Same name for backing and image: corruption. A stray byte in the name area: warning.
     let mut h = header(Generation::Acow, 16, "d.raw", "d.raw", "", 8, false);
     h[300] = 1;
-    let files = Files([(String::from("top.acow"), h), (String::from("d.raw"), vec![0; 65536])].into_iter().collect());
+    let files = Files::new([("top.acow", h), ("d.raw", vec![0; 65536])]);
     let r = open(&files).unwrap().top().check().unwrap();
     let codes: Vec<_> = r.findings.iter().map(|f| (f.code, f.offset)).collect();
     assert!(codes.contains(&("name-invalid", Some(76))), "{:?}", codes);
@@ -212,14 +205,14 @@ fn unknown_features_and_bad_names_are_refused_or_reported() {
     // An image name pointing outside the header: a clear refusal at the offset field.
     let mut h = header(Generation::V11, 16, "", "d.raw", "", 8, false);
     put(&mut h, 20, &5000u32.to_le_bytes());
-    let files = Files([(String::from("top.acow"), h)].into_iter().collect());
+    let files = Files::new([("top.acow", h)]);
     assert!(matches!(open(&files), Err(crate::Error::Invalid { offset: 20, .. })));
 }
 
 #[test]
 fn v11_header_fields_are_where_the_spec_says() {
     let h = header(Generation::V11, 16, "base.raw", "disk.raw", "", 8, false);
-    let files = Files([(String::from("top.acow"), h.clone()), (String::from("disk.raw"), vec![0; 65536]), (String::from("base.raw"), vec![])].into_iter().collect());
+    let files = Files::new([("top.acow", h.clone()), ("disk.raw", vec![0; 65536]), ("base.raw", vec![])]);
     let fields = open(&files).unwrap().top().header_fields();
     let expect = [("magic", 0, 8), ("version", 8, 4), ("backing file name offset", 12, 4), ("backing file name size", 16, 4),
         ("image file name offset", 20, 4), ("image file name size", 24, 4), ("features", 28, 8), ("optional features", 36, 8),

@@ -1,19 +1,12 @@
 //! cow and raw-cow images written from the spec tables (FORMATS.md 4.2-4.3, DECISIONS.md 3)
 //! by a writer kept here, with junk where a clear bit says the bytes are not valid, so a
 //! wrong mapping shows in the bytes read back.
-use alloc::{collections::BTreeMap, string::String, sync::Arc, vec, vec::Vec};
+use alloc::{collections::BTreeMap, string::String, vec, vec::Vec};
 
 use super::Layout;
-use crate::chain::{Chain, Resolver};
-use crate::io::{MemFile, ReadAt};
+use crate::chain::Chain;
 use crate::model::{LayoutStatus, Severity};
-
-struct Files(BTreeMap<String, Vec<u8>>);
-impl Resolver for Files {
-    fn resolve(&self, name: &str, _by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
-        self.0.get(name).map(|b| (String::from(name), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
-    }
-}
+use crate::testutil::Files;
 
 fn lcg(seed: &mut u64) -> u64 {
     *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -79,7 +72,7 @@ fn build(layout: Layout, size: u64, base_len: Option<u64>, seed: u64) -> (Files,
 }
 
 fn open(files: &Files) -> crate::error::Result<Chain> {
-    Chain::open("top.cow", Arc::new(MemFile(files.0["top.cow"].clone())), None, files)
+    files.open("top.cow")
 }
 
 #[test]
@@ -106,7 +99,7 @@ fn every_layout_reads_back_the_model_through_its_chain() {
 #[test]
 fn header_fields_stand_at_the_spec_offsets() {
     let h = header(Layout::Cow32, "b", "", 1 << 20);
-    let files = Files([(String::from("top.cow"), h)].into_iter().collect());
+    let files = Files::new([("top.cow", h)]);
     let chain = open(&files).unwrap();
     let fields = chain.top().header_fields();
     let at = |n: &str| fields.iter().find(|f| f.name == n).map(|f| (f.offset, f.size)).unwrap();
@@ -119,7 +112,7 @@ fn header_fields_stand_at_the_spec_offsets() {
     assert_eq!(mtime.value, "2011-07-19 00:00:00 UTC");
     // x86_64 raw-cow: padding at 2060, size at 2064, sectorsize at 2072.
     let h = header(Layout::RawCow64, "", "d.raw", 4096);
-    let files = Files([(String::from("top.cow"), h), (String::from("d.raw"), vec![0; 4096])].into_iter().collect());
+    let files = Files::new([("top.cow", h), ("d.raw", vec![0; 4096])]);
     let fields = open(&files).unwrap().top().header_fields();
     let at = |n: &str| fields.iter().find(|f| f.name == n).map(|f| (f.offset, f.size)).unwrap();
     assert_eq!((at("raw_file"), at("size"), at("sectorsize")), ((1032, 1024), (2064, 8), (2072, 4)));
@@ -150,7 +143,7 @@ fn damaged_headers_get_findings_or_clear_refusals() {
     let mut h = header(Layout::Cow64, "same", "", 16 * 512);
     h.resize(1056 + 1, 0xff); // 16 sectors: 2 bitmap bytes, the second one missing
     h[1036] = 1; // padding
-    let files = Files([(String::from("top.cow"), h.clone())].into_iter().collect());
+    let files = Files::new([("top.cow", h.clone())]);
     let chain = open(&files).unwrap();
     let r = chain.top().check().unwrap();
     let codes: Vec<_> = r.findings.iter().map(|f| (f.code, f.severity)).collect();
@@ -159,7 +152,7 @@ fn damaged_headers_get_findings_or_clear_refusals() {
     assert_eq!(r.allocated_clusters, 8);
     // sectorsize nowhere: refuse, saying where it was looked for.
     h[1048..1052].fill(0);
-    let files = Files([(String::from("top.cow"), h)].into_iter().collect());
+    let files = Files::new([("top.cow", h)]);
     match open(&files) {
         Err(crate::Error::Invalid { format: "cow", offset: 1044, message }) => assert!(message.contains("sectorsize")),
         other => panic!("{:?}", other.map(|_| ())),
@@ -167,6 +160,6 @@ fn damaged_headers_get_findings_or_clear_refusals() {
     // A size near 2^64 is a limit, not an allocation.
     let mut h = header(Layout::Cow64, "", "", 0);
     h[1040..1048].copy_from_slice(&u64::MAX.to_be_bytes());
-    let files = Files([(String::from("top.cow"), h)].into_iter().collect());
+    let files = Files::new([("top.cow", h)]);
     assert!(matches!(open(&files), Err(crate::Error::Limit { .. })));
 }

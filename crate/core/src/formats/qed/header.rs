@@ -3,7 +3,7 @@ use alloc::{format, string::String, vec::Vec};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use crate::formats::fmt::size;
+use crate::formats::fmt::{field, size};
 use crate::model::Field;
 
 pub const MAGIC: [u8; 4] = *b"QED\0";
@@ -50,14 +50,7 @@ fn feature_names(v: u64) -> String {
 impl Header {
     pub fn fields(&self) -> Vec<Field> {
         let b = self.as_bytes();
-        let f = |name: &str, off: usize, len: usize, value: String, note: &str| Field {
-            name: String::from(name),
-            offset: off as u64,
-            size: len as u64,
-            raw: b[off..off + len].to_vec(),
-            value,
-            note: String::from(note),
-        };
+        let f = |name: &str, off: usize, len: usize, value: String, note: &str| field(b, name, off, len, value, note);
         let cs = self.cluster_size.get() as u64;
         alloc::vec![
             f("magic", 0, 4, String::from("\"QED\\0\""), "identifies a QED image"),

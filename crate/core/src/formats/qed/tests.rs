@@ -1,11 +1,11 @@
 //! QED built from the spec tables by a writer kept here, read back through the chain, and
 //! mutated at random to prove no input makes the reader panic.
-use alloc::{string::String, sync::Arc, vec, vec::Vec};
+use alloc::{string::String, vec, vec::Vec};
 use proptest::prelude::*;
 
-use crate::chain::{Chain, Resolver};
-use crate::io::{MemFile, ReadAt};
+use crate::chain::Chain;
 use crate::map::MapEntry;
+use crate::testutil::Files;
 
 /// A QED image laid out as the spec says: header cluster, L1 at cluster 1, then tables
 /// and data clusters appended in allocation order.
@@ -80,15 +80,12 @@ impl Writer {
     }
 }
 
-struct One(Option<(String, Vec<u8>)>);
-impl Resolver for One {
-    fn resolve(&self, name: &str, _by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
-        self.0.as_ref().filter(|(n, _)| n == name).map(|(n, b)| (n.clone(), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
-    }
-}
-
 fn open(img: &[u8], backing: Option<(&str, Vec<u8>)>) -> crate::error::Result<Chain> {
-    Chain::open("t.qed", Arc::new(MemFile(img.to_vec())), None, &One(backing.map(|(n, b)| (String::from(n), b))))
+    let mut files = Files::new([("t.qed", img.to_vec())]);
+    if let Some((n, b)) = backing {
+        files.0.insert(String::from(n), b);
+    }
+    files.open("t.qed")
 }
 
 #[test]

@@ -1,0 +1,25 @@
+//! Test support: a set of in-memory files that a chain resolves names against.
+use alloc::{collections::BTreeMap, string::String, sync::Arc, vec::Vec};
+
+use crate::chain::{Chain, Resolver};
+use crate::io::{MemFile, ReadAt};
+
+#[derive(Default)]
+pub struct Files(pub BTreeMap<String, Vec<u8>>);
+
+impl Files {
+    pub fn new<'a>(files: impl IntoIterator<Item = (&'a str, Vec<u8>)>) -> Files {
+        Files(files.into_iter().map(|(n, b)| (String::from(n), b)).collect())
+    }
+
+    /// Open `top` and the chain below it, resolving every name against these files.
+    pub fn open(&self, top: &str) -> crate::error::Result<Chain> {
+        Chain::open(top, Arc::new(MemFile(self.0[top].clone())), None, self)
+    }
+}
+
+impl Resolver for Files {
+    fn resolve(&self, name: &str, _by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
+        self.0.get(name).map(|b| (String::from(name), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
+    }
+}
