@@ -3,7 +3,7 @@ use alloc::{boxed::Box, sync::Arc, vec::Vec};
 
 use crate::error::{Error, Result};
 use crate::io::ReadAt;
-use crate::model::{CheckResult, Extent, Field, ImageInfo, Region};
+use crate::model::{CheckResult, Extent, Field, ImageInfo, Record, Region};
 
 /// An opened image: one layer of a chain, knowing nothing of its backing file but the name.
 pub trait Image {
@@ -34,6 +34,11 @@ pub trait Image {
 
     /// A full consistency check, as thorough as the format's own tool's.
     fn check(&self) -> Result<CheckResult>;
+
+    /// The records of the image's journal or log, in file order (empty for formats without one).
+    fn records(&self) -> Vec<Record> {
+        Vec::new()
+    }
 }
 
 /// What opening needs besides the file: its name (for findings and for resolving names

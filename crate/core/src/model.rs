@@ -83,6 +83,28 @@ pub enum RegionKind {
     Data,
 }
 
+/// One record of a format's journal or log (FVD's journal, VHDX's log), for a generic list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct Record {
+    /// What the record is, in words ("bitmap update", "table update", "malformed").
+    pub kind: String,
+    /// Byte offset of the record in the image file.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub offset: u64,
+    /// Its length in bytes.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub length: u64,
+    /// Decoded fields, in record order: (name, value).
+    pub fields: Vec<(String, String)>,
+    /// What the record does, or why it is ignored, in a sentence.
+    pub note: String,
+    /// Superseded (older than what the format considers current): never applied.
+    pub stale: bool,
+    /// Applied to the metadata of the view that was opened.
+    pub applied: bool,
+}
+
 /// Where the bytes of a guest range come from, at one layer of a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
