@@ -114,10 +114,27 @@ fn progress_bar(total: u64, force: bool, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
-struct FileSink(std::fs::File);
-impl Sink for FileSink {
+/// The output file; stored runs are copied by the kernel from the files the chain names.
+struct FileSink<'a> {
+    out: std::fs::File,
+    chain: &'a Chain,
+    sources: std::collections::HashMap<(u32, u16), Option<std::fs::File>>,
+}
+
+impl Sink for FileSink<'_> {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), diskscope_core::Error> {
-        self.0.write_all_at(data, offset).map_err(|e| diskscope_core::Error::Io { offset, len: data.len() as u64, message: e.to_string() })
+        self.out.write_all_at(data, offset).map_err(|e| diskscope_core::Error::Io { offset, len: data.len() as u64, message: e.to_string() })
+    }
+
+    fn copy_stored(&mut self, layer: u32, file: u16, from: u64, to: u64, length: u64) -> Result<bool, diskscope_core::Error> {
+        let chain = self.chain;
+        let src = self.sources.entry((layer, file)).or_insert_with(|| {
+            native::path_of(chain, layer as usize, file).and_then(|p| std::fs::File::open(p).ok())
+        });
+        match src {
+            Some(src) => native::copy_range(src, from, &self.out, to, length),
+            None => Ok(false),
+        }
     }
 }
 
@@ -178,7 +195,7 @@ fn run(cli: Cli) -> Result<u8> {
                 .with_context(|| format!("cannot create '{}'", output.display()))?;
             file.set_len(size)?;
             let pb = progress_bar(size, progress, "converting");
-            let mut sink = FileSink(file);
+            let mut sink = FileSink { out: file, chain: &chain, sources: Default::default() };
             chain.convert(&mut sink, &mut |done, _| {
                 pb.set_position(done);
                 true

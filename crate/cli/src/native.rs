@@ -76,3 +76,39 @@ impl Resolver for DirResolver {
         Some((key(&path), Arc::new(file)))
     }
 }
+
+/// The host path of file `file` of layer `layer`: the layer's own file is its key (a
+/// canonical path); companions carry the path they resolved to.
+pub fn path_of(chain: &diskscope_core::Chain, layer: usize, file: u16) -> Option<PathBuf> {
+    let l = chain.layers.get(layer)?;
+    match file {
+        0 => Some(PathBuf::from(&l.name)),
+        n => l.image.info().companions.get(n as usize - 1)?.found.as_ref().map(PathBuf::from),
+    }
+}
+
+/// copy_file_range from `src` to `dst`. Ok(false) when the kernel cannot do it for these
+/// files (the caller falls back to reading and writing); a short source reads as zeros,
+/// which the output already holds.
+pub fn copy_range(src: &File, mut from: u64, dst: &File, mut to: u64, mut len: u64) -> Result<bool, Error> {
+    let first = to;
+    while len > 0 {
+        let (mut a, mut b) = (from as libc::loff_t, to as libc::loff_t);
+        let want = len.min(1 << 30) as usize;
+        // SAFETY: both descriptors are open files we own; the offsets are passed by pointer
+        // so neither file position moves.
+        let n = unsafe { libc::copy_file_range(src.as_raw_fd(), &mut a, dst.as_raw_fd(), &mut b, want, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) if to == first => Ok(false),
+                _ => Err(Error::Io { offset: from, len, message: e.to_string() }),
+            };
+        }
+        if n == 0 {
+            break; // past the source's end: those bytes are zeros
+        }
+        (from, to, len) = (from + n as u64, to + n as u64, len - n as u64);
+    }
+    Ok(true)
+}

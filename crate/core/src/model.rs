@@ -262,9 +262,15 @@ pub struct CheckResult {
 
 impl CheckResult {
     pub fn add(&mut self, f: Finding) {
-        // Leaks are counted per cluster by the format; one finding covers a run of them.
+        self.add_counted(f, 1)
+    }
+
+    /// Add a finding that stands for `n` corruptions in qemu-img check's count (one
+    /// finding for a table whose every cluster is referenced twice, say). Leaks are counted
+    /// per cluster by the format itself; one finding covers a run of them.
+    pub fn add_counted(&mut self, f: Finding, n: u64) {
         if f.severity == Severity::Corruption {
-            self.corruptions += 1;
+            self.corruptions += n;
         }
         if self.findings.len() < crate::limits::MAX_FINDINGS {
             self.findings.push(f);

@@ -22,15 +22,16 @@ impl Used {
         }
         Ok(Used { bits: vec![0; words as usize], cluster })
     }
-    /// Mark `n` clusters from `offset` (all inside the file); false if any was already used.
-    fn mark(&mut self, offset: u64, n: u64) -> bool {
-        let mut fresh = true;
+    /// Mark `n` clusters from `offset` (all inside the file); returns how many of them
+    /// were already in use (QEMU counts one corruption for each).
+    fn mark(&mut self, offset: u64, n: u64) -> u64 {
+        let mut reused = 0;
         for c in offset / self.cluster..offset / self.cluster + n {
             let (w, b) = ((c / 64) as usize, c % 64);
-            fresh &= self.bits[w] & (1 << b) == 0;
+            reused += (self.bits[w] >> b) & 1;
             self.bits[w] |= 1 << b;
         }
-        fresh
+        reused
     }
     fn is_used(&self, c: u64) -> bool {
         self.bits[(c / 64) as usize] & (1 << (c % 64)) != 0
@@ -62,7 +63,6 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
     // QEMU walks the whole L1 table, not only the entries that cover the disk.
     let l1 = q.read_table(l1_offset, 0, q.entries, "L1 table")?;
     let mut ranges: Vec<(u64, u64)> = l1.iter().filter(|&&o| o != 0 && q.valid_table(o)).map(|&o| (o, q.table_bytes())).collect();
-    let mut last_offset = 0u64;
     for (i, &l2) in l1.iter().enumerate() {
         if l2 == 0 {
             continue;
@@ -74,9 +74,11 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
                 "L1 entry {} points to {:#x}, which is not a cluster-aligned L2 table inside the file", i, l2)));
             continue;
         }
-        if !used.mark(l2, table_clusters) {
-            r.add(finding(q, Severity::Corruption, "l2-table-shared", entry_at, 8, guest, format!(
-                "L1 entry {} points to an L2 table at {:#x} whose clusters are already in use by another table or data", i, l2)));
+        let reused = used.mark(l2, table_clusters);
+        if reused > 0 {
+            r.add_counted(finding(q, Severity::Corruption, "l2-table-shared", entry_at, 8, guest, format!(
+                "L1 entry {} points to an L2 table at {:#x}; {} of its {} clusters are already in use by another table or data",
+                i, l2, reused, table_clusters)), reused);
             continue;
         }
         // Prefetch the next batch of L2 tables when we reach one that is not cached.
@@ -102,6 +104,8 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
                 continue;
             }
         };
+        // Fragmentation is counted within each table, as QEMU does.
+        let mut last_offset = 0u64;
         for (k, &e) in table.iter().enumerate() {
             if e == 0 || e == ZERO_CLUSTER {
                 continue;
@@ -116,7 +120,7 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
             if !q.valid_cluster(e) {
                 r.add(finding(q, Severity::Corruption, "l2-entry-invalid", at, 8, g, format!(
                     "L2 entry points to {:#x}, which is not a cluster-aligned offset inside the file's data area", e)));
-            } else if !used.mark(e, 1) {
+            } else if used.mark(e, 1) > 0 {
                 r.add(finding(q, Severity::Corruption, "cluster-shared", at, 8, g, format!(
                     "the data cluster at {:#x} is referenced more than once", e)));
             }
