@@ -75,6 +75,14 @@ impl Resolver for DirResolver {
         let file = HostFile::open(&path).ok()?;
         Some((key(&path), Arc::new(file)))
     }
+
+    fn candidates(&self, by: &str) -> Vec<(String, Arc<dyn ReadAt>)> {
+        let dir = Path::new(by).parent().unwrap_or(Path::new("."));
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+        paths.sort();
+        paths.into_iter().filter_map(|p| Some((key(&p), Arc::new(HostFile::open(&p).ok()?) as Arc<dyn ReadAt>))).collect()
+    }
 }
 
 /// The host path of file `file` of layer `layer`: the layer's own file is its key (a

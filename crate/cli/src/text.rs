@@ -54,6 +54,9 @@ pub fn info(out: &mut dyn Write, r: &Report) -> Result<()> {
     if let Some(b) = &r.chain_break {
         writeln!(out, "\nchain: {}", b.finding().message)?;
     }
+    for f in &r.chain_findings {
+        writeln!(out, "chain: {}", f.message)?;
+    }
     Ok(())
 }
 

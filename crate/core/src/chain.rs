@@ -16,6 +16,13 @@ pub trait Resolver {
     /// Open `name` as written in the header of the file known as `by`. Returns a key that is
     /// the same for the same file however it is named (for loop detection and display).
     fn resolve(&self, name: &str, by: &str) -> Option<(String, Arc<dyn ReadAt>)>;
+
+    /// Every file that could be the parent of `by`, for parents named by identity (a UUID)
+    /// rather than by name: natively the files in `by`'s folder, in the browser every
+    /// dropped file. Each with its key, as `resolve` gives it.
+    fn candidates(&self, _by: &str) -> Vec<(String, Arc<dyn ReadAt>)> {
+        Vec::new()
+    }
 }
 
 pub struct Layer {
@@ -72,6 +79,9 @@ pub struct Chain {
     /// Top first.
     pub layers: Vec<Layer>,
     pub broken: Option<ChainBreak>,
+    /// What the chain itself has to say that does not break it (a parent found by its
+    /// identity, a parent whose identity is not the one its child expects).
+    pub findings: Vec<Finding>,
 }
 
 impl Chain {
@@ -88,13 +98,26 @@ impl Chain {
         let top = formats::open(file, name, format, false, resolver, options)?;
         let mut layers = alloc::vec![Layer { name: String::from(name), image: top }];
         let mut broken = None;
-        while let Some(backing) = layers.last().and_then(|l| l.image.info().backing.clone()) {
-            let by = layers.last().map(|l| l.name.clone()).unwrap_or_default();
+        let mut findings = Vec::new();
+        while let Some(mut backing) = layers.last().and_then(|l| l.image.info().backing.clone()) {
+            let child = layers.last().expect("the top is there");
+            let by = child.name.clone();
+            let want = child.image.backing_identity();
             if layers.len() >= limits::MAX_CHAIN_DEPTH {
                 broken = Some(ChainBreak::TooDeep { by, limit: limits::MAX_CHAIN_DEPTH as u64 });
                 break;
             }
-            let Some((key, f)) = resolver.resolve(&backing.name, &by) else {
+            let named = if backing.name.is_empty() { None } else { resolver.resolve(&backing.name, &by) };
+            let found = named.or_else(|| {
+                let id = want.as_deref()?;
+                let hit = find_by_identity(resolver, &by, id, &layers)?;
+                findings.push(note(&by, backing.offset, format!("the parent was found by its identity {} in '{}'", id, hit.0)));
+                Some(hit)
+            });
+            if backing.name.is_empty() {
+                backing.name = format!("(the file with {})", want.as_deref().unwrap_or("the parent's identity"));
+            }
+            let Some((key, f)) = found else {
                 broken = Some(ChainBreak::Missing { name: backing.name, by, offset: backing.offset });
                 break;
             };
@@ -105,14 +128,26 @@ impl Chain {
             let f: Arc<dyn ReadAt> = Arc::new(CachedFile::new(f));
             let below = OpenOptions { as_stored: options.as_stored, snapshot: None };
             match formats::open(f, &key, backing.format.as_deref(), true, resolver, &below) {
-                Ok(image) => layers.push(Layer { name: key, image }),
+                Ok(image) => {
+                    if let (Some(want), have) = (&want, image.identity()) {
+                        if have.as_ref() != Some(want) {
+                            let mut f = note(&by, backing.offset, format!(
+                                "'{}' is named as the parent, but its identity is {} where {} is expected: it may not be the file this image was made over",
+                                key, have.as_deref().unwrap_or("unknown"), want));
+                            f.severity = Severity::Warning;
+                            f.code = "parent-identity-mismatch";
+                            findings.push(f);
+                        }
+                    }
+                    layers.push(Layer { name: key, image })
+                }
                 Err(e) => {
                     broken = Some(ChainBreak::Unreadable { name: backing.name, by, offset: backing.offset, error: format!("{}", e) });
                     break;
                 }
             }
         }
-        Ok(Chain { layers, broken })
+        Ok(Chain { layers, broken, findings })
     }
 
     pub fn top(&self) -> &dyn Image {
@@ -122,6 +157,19 @@ impl Chain {
     pub fn virtual_size(&self) -> u64 {
         self.top().info().virtual_size
     }
+}
+
+fn note(by: &str, offset: u64, message: String) -> Finding {
+    Finding { severity: Severity::Info, code: "parent-by-identity", file: String::from(by), offset: Some(offset), length: 0, guest: None, message }
+}
+
+/// The first candidate not already in the chain whose identity is `id`.
+fn find_by_identity(resolver: &dyn Resolver, by: &str, id: &str, layers: &[Layer]) -> Option<(String, Arc<dyn ReadAt>)> {
+    resolver.candidates(by).into_iter().take(limits::MAX_CANDIDATES).find(|(key, f)| {
+        !layers.iter().any(|l| &l.name == key)
+            && formats::open(Arc::new(CachedFile::new(f.clone())), key, None, false, resolver, &OpenOptions::default())
+                .is_ok_and(|img| img.identity().as_deref() == Some(id))
+    })
 }
 
 #[cfg(test)]

@@ -32,6 +32,19 @@ pub trait Image {
         })
     }
 
+    /// This image's identity as a child would name it, tagged with its scheme
+    /// ("vdi-uuid:…", "vmdk-cid:…"), for formats that name parents by identity.
+    fn identity(&self) -> Option<alloc::string::String> {
+        None
+    }
+
+    /// The identity the backing file must have (same scheme), when the header records one.
+    /// With it, a parent is found among the candidate files even when no name is stored
+    /// (then `info().backing.name` is empty), and a parent whose identity differs is reported.
+    fn backing_identity(&self) -> Option<alloc::string::String> {
+        None
+    }
+
     /// A full consistency check, as thorough as the format's own tool's.
     fn check(&self) -> Result<CheckResult>;
 

@@ -42,6 +42,9 @@ pub struct Report {
     pub backing_chain: Vec<LayerReport>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub chain_break: Option<ChainBreak>,
+    /// Notes about the chain that do not break it.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub chain_findings: Vec<crate::model::Finding>,
 }
 
 impl LayerReport {
@@ -74,6 +77,7 @@ impl Report {
             full_backing_filename: layers.first().map(|l| l.filename.clone()),
             backing_chain: layers,
             chain_break: chain.broken.clone(),
+            chain_findings: chain.findings.clone(),
         })
     }
 }
