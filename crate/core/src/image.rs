@@ -52,6 +52,13 @@ pub trait Image {
     fn records(&self) -> Vec<Record> {
         Vec::new()
     }
+
+    /// Version numbers of blocks `[first_block, first_block+count)` (clipped to the blocks
+    /// covering the disk), for formats that stamp blocks (GOW3); None for the others.
+    fn block_versions(&self, first_block: u64, count: u64) -> Result<Option<crate::model::BlockVersions>> {
+        let _ = (first_block, count);
+        Ok(None)
+    }
 }
 
 /// What opening needs besides the file: its name (for findings and for resolving names

@@ -18,6 +18,7 @@ pub mod chain;
 pub mod codec;
 pub mod compare;
 pub mod convert;
+pub mod delta;
 pub mod error;
 pub mod formats;
 pub mod image;

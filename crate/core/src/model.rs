@@ -105,6 +105,20 @@ pub struct Record {
     pub applied: bool,
 }
 
+/// Version numbers per fixed-size block, for formats that stamp blocks (GOW3: the session
+/// that last changed each 64 KiB block; 0 = never written). `versions[i]` belongs to block
+/// `first_block + i`, which covers guest bytes `[(first_block+i)*granularity, ..+granularity)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct BlockVersions {
+    /// Guest bytes per block.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub granularity: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub first_block: u64,
+    pub versions: Vec<u32>,
+}
+
 /// Where the bytes of a guest range come from, at one layer of a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

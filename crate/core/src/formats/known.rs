@@ -12,7 +12,6 @@ static SIGNATURES: &[(&str, fn(&[u8], &dyn ReadAt) -> bool)] = &[
     ("vdi", |h, _| h.len() >= 68 && h[64..68] == [0x7f, 0x10, 0xda, 0xbe]),
     ("parallels", |h, _| h.starts_with(b"WithoutFreeSpace") || h.starts_with(b"WithouFreSpacExt")),
     ("vpc", |h, f| h.starts_with(b"conectix") || tail_is_vhd_footer(f)),
-    ("gow", |h, _| h.starts_with(b"GOW1") || h.starts_with(b"GOW2") || h.starts_with(b"GOW3")),
 ];
 
 fn be32(h: &[u8], at: usize) -> Option<u32> {

@@ -245,24 +245,6 @@ fn check_table(img: &Fvd, t: &super::Table, r: &mut CheckResult) -> Result<u64> 
         for (k, &e) in entries.iter().enumerate() {
             let i = c + k as u64;
             if e == EMPTY {
-                // A bitmap bit 1 over an empty chunk (compact image): the block was written,
-                // but its chunk has no storage (metadata lost, or a journal not replayed).
-                if let Some(b) = &img.bitmap {
-                    let covered = b.map.bits.saturating_mul(b.map.granule).min(b.base_end);
-                    let (s, end) = (i * chunk, ((i + 1) * chunk).min(covered));
-                    let mut any = false;
-                    if s < end {
-                        b.map.runs(&*b.src, s, end, |_, _, set| any |= set)?;
-                    }
-                    if any {
-                        r.add(Finding {
-                            guest: Some(s),
-                            ..f(Severity::Corruption, "bitmap-without-chunk", entry_at(i), 4, format!(
-                                "guest bytes {} to {} are marked as stored in this image (bitmap bit 1), but their chunk's table entry {} is empty: they read as zeros, not as the base image",
-                                s, end, i))
-                        });
-                    }
-                }
                 continue;
             }
             allocated += 1;
@@ -299,9 +281,59 @@ fn check_table(img: &Fvd, t: &super::Table, r: &mut CheckResult) -> Result<u64> 
         Ok(())
     })?;
     r.allocated_clusters = allocated;
+    bitmap_without_chunk(img, t, r)?;
     if dirty > 0 {
         r.add(f(Severity::Info, "table-dirty", entry_at(first_dirty.unwrap_or(0)), 4, format!(
             "{} table entries have the dirty bit (0x80000000) set: changed but not flushed when the image was last written; the bit is masked off", dirty)));
     }
     Ok(used)
+}
+
+/// A compact image with a bitmap bit 1 over an empty chunk: the block was written, but its
+/// chunk has no storage (metadata lost, or a journal not replayed). It reads as zeros.
+/// One pass over the set bits, a window at a time, with one table read per window.
+fn bitmap_without_chunk(img: &Fvd, t: &super::Table, r: &mut CheckResult) -> Result<()> {
+    let Some(b) = &img.bitmap else { return Ok(()) };
+    let (g, chunk) = (&img.g, img.g.chunk);
+    let covered = b.map.bits.saturating_mul(b.map.granule).min(b.base_end);
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let mut entries = Vec::new();
+    let mut last_reported = None;
+    let mut w0 = 0;
+    while w0 < covered {
+        let w1 = covered.min(w0.saturating_add(super::BITMAP_WINDOW));
+        runs.clear();
+        b.map.runs(&*b.src, w0, w1, |a, e, set| {
+            if set {
+                runs.push((a, e));
+            }
+        })?;
+        if let (Some(&(first, _)), Some(&(_, end))) = (runs.first(), runs.last()) {
+            let (c0, c1) = (first / chunk, ((end - 1) / chunk + 1).min(t.readable));
+            if c0 < c1 {
+                entries.clear();
+                entries.resize(((c1 - c0) * 4) as usize, 0u8);
+                read_exact_at(&*t.src, t.at + c0 * 4, &mut entries, "FVD table")?;
+                for &(a, e) in &runs {
+                    for c in a / chunk..((e - 1) / chunk + 1).min(c1) {
+                        let k = ((c - c0) * 4) as usize;
+                        let v = u32::from_le_bytes([entries[k], entries[k + 1], entries[k + 2], entries[k + 3]]);
+                        if v != EMPTY || last_reported == Some(c) {
+                            continue;
+                        }
+                        last_reported = Some(c);
+                        let (s, end) = (c * chunk, ((c + 1) * chunk).min(covered));
+                        r.add(Finding {
+                            guest: Some(s),
+                            ..img.finding(Severity::Corruption, "bitmap-without-chunk", g.table_offset.saturating_add(4 * c), 4, format!(
+                                "guest bytes {} to {} are marked as stored in this image (bitmap bit 1), but their chunk's table entry {} is empty: they read as zeros, not as the base image",
+                                s, end, c))
+                        });
+                    }
+                }
+            }
+        }
+        w0 = w1;
+    }
+    Ok(())
 }
