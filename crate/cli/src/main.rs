@@ -24,7 +24,14 @@ use native::{DirResolver, HostFile};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Show journal or log metadata as stored, without applying pending records in memory
+    /// (FVD's journal, VHDX's log). The image file is never written either way.
+    #[arg(long, global = true)]
+    as_stored: bool,
 }
+
+/// How every image on the command line is opened.
+static OPTIONS: std::sync::OnceLock<diskscope_core::image::OpenOptions> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -81,7 +88,8 @@ enum Command {
 fn open(path: &Path, format: Option<&str>) -> Result<Chain> {
     let file = HostFile::open(path).with_context(|| format!("cannot open '{}'", path.display()))?;
     let name = native::key(path);
-    Chain::open(&name, Arc::new(file), format, &DirResolver).with_context(|| format!("cannot read '{}'", path.display()))
+    let options = OPTIONS.get_or_init(Default::default);
+    Chain::open_with(&name, Arc::new(file), format, &DirResolver, options).with_context(|| format!("cannot read '{}'", path.display()))
 }
 
 /// Open as the named format, or as probed, or else as raw.
@@ -227,6 +235,7 @@ fn run(cli: Cli) -> Result<u8> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = OPTIONS.set(diskscope_core::image::OpenOptions { as_stored: cli.as_stored, snapshot: None });
     let is_compare = matches!(cli.command, Command::Compare { .. });
     match run(cli) {
         Ok(code) => ExitCode::from(code),

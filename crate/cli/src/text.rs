@@ -32,6 +32,17 @@ fn layer(out: &mut dyn Write, l: &LayerReport, indent: &str) -> Result<()> {
     if l.dirty_flag {
         writeln!(out, "{indent}dirty: the image was not closed cleanly")?;
     }
+    if !l.records.is_empty() {
+        writeln!(out, "{indent}journal/log records: {}", l.records.len())?;
+        for r in l.records.iter().take(200) {
+            let state = if r.stale { "stale" } else if r.applied { "applied" } else { "pending" };
+            let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{}={}", k, v)).collect();
+            writeln!(out, "{indent}  @{:<10} {:<8} {:<7} {} {}", r.offset, r.kind, state, fields.join(" "), r.note)?;
+        }
+        if l.records.len() > 200 {
+            writeln!(out, "{indent}  … {} more (see --json)", l.records.len() - 200)?;
+        }
+    }
     if !l.header_fields.is_empty() {
         writeln!(out, "{indent}header:")?;
         writeln!(out, "{indent}  {:>8} {:>5}  {:<20} {:<28} {}", "offset", "size", "field", "value", "raw bytes")?;

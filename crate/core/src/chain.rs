@@ -23,6 +23,43 @@ pub trait Resolver {
     fn candidates(&self, _by: &str) -> Vec<(String, Arc<dyn ReadAt>)> {
         Vec::new()
     }
+
+    /// How many chains are being opened inside one another (an add-cow's image file, an
+    /// FVD data file) where this resolver is used. Set by [`Chain::open_with`]; leave it.
+    fn nesting(&self) -> u32 {
+        0
+    }
+
+    /// Whether the file known as `key` is one of the chains being opened around this one.
+    /// Set by [`Chain::open_with`]; leave it.
+    fn is_opening(&self, _key: &str) -> bool {
+        false
+    }
+}
+
+/// The resolver a chain hands to its formats: the caller's, counting how deep chains
+/// are opened inside chains, so a file that names itself as its own data file ends in a
+/// clear error instead of endless recursion.
+struct Nested<'a> {
+    inner: &'a dyn Resolver,
+    depth: u32,
+    /// The file whose chain is being opened with this resolver.
+    key: &'a str,
+}
+
+impl Resolver for Nested<'_> {
+    fn resolve(&self, name: &str, by: &str) -> Option<(String, Arc<dyn ReadAt>)> {
+        self.inner.resolve(name, by)
+    }
+    fn candidates(&self, by: &str) -> Vec<(String, Arc<dyn ReadAt>)> {
+        self.inner.candidates(by)
+    }
+    fn nesting(&self) -> u32 {
+        self.depth
+    }
+    fn is_opening(&self, key: &str) -> bool {
+        self.key == key || self.inner.is_opening(key)
+    }
 }
 
 pub struct Layer {
@@ -94,6 +131,18 @@ impl Chain {
     /// [`Chain::open`] with a choice of view. The options apply to the top image; backing
     /// files are read as their current state (a snapshot name means nothing to them).
     pub fn open_with(name: &str, file: Arc<dyn ReadAt>, format: Option<&str>, resolver: &dyn Resolver, options: &OpenOptions) -> Result<Chain> {
+        let depth = resolver.nesting() + 1;
+        if depth > limits::MAX_NESTING {
+            return Err(Error::Limit { what: "images opened inside images (does a file name itself as its data file?)", needed: depth as u64, limit: limits::MAX_NESTING as u64 });
+        }
+        if resolver.is_opening(name) {
+            return Err(Error::Invalid {
+                format: "chain",
+                offset: 0,
+                message: format!("'{}' is already being opened around this: an image names itself as its own image or data file", name),
+            });
+        }
+        let resolver = &Nested { inner: resolver, depth, key: name };
         let file: Arc<dyn ReadAt> = Arc::new(CachedFile::new(file));
         let top = formats::open(file, name, format, false, resolver, options)?;
         let mut layers = alloc::vec![Layer { name: String::from(name), image: top }];

@@ -13,6 +13,8 @@ pub const MAX_COALESCED_READ: u64 = 8 << 20;
 pub const MAX_CHAIN_DEPTH: usize = 64;
 /// Largest virtual size accepted (2^53 bytes = 8 PiB): every offset stays exact as a JS number.
 pub const MAX_VIRTUAL_SIZE: u64 = 1 << 53;
+/// Chains opened inside chains (an image file in its own format, which may have one too).
+pub const MAX_NESTING: u32 = 8;
 /// Files probed when looking for a parent by its identity.
 pub const MAX_CANDIDATES: usize = 1000;
 /// Longest file name read from a header (QEMU's PATH_MAX).

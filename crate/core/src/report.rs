@@ -27,6 +27,9 @@ pub struct LayerReport {
     pub backing_filename_format: Option<String>,
     pub header_fields: Vec<Field>,
     pub regions: Vec<Region>,
+    /// Journal or log records (FVD's journal, VHDX's log), when the format keeps any.
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub records: Vec<crate::model::Record>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +67,7 @@ impl LayerReport {
             backing_filename_format: backing.and_then(|b| b.format),
             header_fields: image.header_fields(),
             regions: image.regions()?,
+            records: image.records(),
         })
     }
 }

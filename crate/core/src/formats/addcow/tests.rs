@@ -210,6 +210,18 @@ fn unknown_features_and_bad_names_are_refused_or_reported() {
 }
 
 #[test]
+fn an_image_file_that_is_the_add_cow_file_itself_is_a_clear_error() {
+    let h = header(Generation::Acow, 16, "", "top.acow", "add-cow", 8, false);
+    let files = Files::new([("top.acow", h)]);
+    let chain = open(&files).unwrap();
+    let c = &chain.top().info().companions[0];
+    assert_eq!(c.found.as_deref(), Some("top.acow"));
+    let r = chain.top().check().unwrap();
+    let f = r.findings.iter().find(|f| f.code == "image-file-unreadable").expect("a finding");
+    assert!(f.message.contains("names itself"), "{}", f.message);
+}
+
+#[test]
 fn v11_header_fields_are_where_the_spec_says() {
     let h = header(Generation::V11, 16, "base.raw", "disk.raw", "", 8, false);
     let files = Files::new([("top.acow", h.clone()), ("disk.raw", vec![0; 65536]), ("base.raw", vec![])]);
