@@ -15,6 +15,7 @@ use diskscope_core::map::MapEntry;
 use diskscope_core::report::Report;
 use diskscope_core::Chain;
 
+mod delta;
 mod native;
 mod text;
 use native::{DirResolver, HostFile};
@@ -82,6 +83,14 @@ enum Command {
         format_a: Option<String>,
         #[arg(short = 'F')]
         format_b: Option<String>,
+    },
+    /// Blocks a local copy must fetch from its master (newer block versions, GOW3), blocks
+    /// newer on the local side, and blocks stored on one side only.
+    Delta {
+        master: PathBuf,
+        local: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -153,11 +162,12 @@ fn run(cli: Cli) -> Result<u8> {
             let chain = open(&image, format.as_deref())?;
             let mut report = Report::new(&chain)?;
             report.top.filename = image.display().to_string();
+            let versions = diskscope_core::delta::histogram(chain.top())?;
             if json {
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
+                delta::info_json(&mut out, &report, versions.as_ref())?;
             } else {
                 text::info(&mut out, &report)?;
+                delta::histogram(&mut out, versions.as_ref())?;
             }
         }
         Command::Map { image, format, json } => {
@@ -209,6 +219,10 @@ fn run(cli: Cli) -> Result<u8> {
                 true
             })?;
             pb.finish_and_clear();
+        }
+        Command::Delta { master, local, json } => {
+            let (m, l) = (open(&master, None)?, open(&local, None)?);
+            delta::run(&mut out, &master, &local, &m, &l, json)?;
         }
         Command::Compare { a, b, format_a, format_b } => {
             let (ca, cb) = (open_or_raw(&a, format_a.as_deref())?, open_or_raw(&b, format_b.as_deref())?);
