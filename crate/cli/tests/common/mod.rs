@@ -403,3 +403,37 @@ pub fn assert_clean_failure(r: &Ran) {
         assert!(!r.all().contains(bad), "`{}` crashed instead of explaining ({}):\n{}", r.what, bad, r.all());
     }
 }
+
+/// `qemu-img create -q -f FMT [-o OPTS] NAME SIZE`, for formats with options of their own
+/// (subformat=fixed, block_size=..., static=on).
+pub fn create_with(dir: &Scratch, name: &str, size: u64, fmt: &str, opts: &str) -> PathBuf {
+    let size = size.to_string();
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"create", &"-q", &"-f", &fmt];
+    if !opts.is_empty() {
+        args.extend([&"-o" as &dyn AsRef<std::ffi::OsStr>, &opts]);
+    }
+    args.extend([&name as &dyn AsRef<std::ffi::OsStr>, &size]);
+    qemu(dir, "qemu-img", &args).ok();
+    dir.path(name)
+}
+
+/// [`matches_qemu`] with the format named to qemu-img (`-f FMT`): a fixed VHD has no
+/// header at its start, so qemu-img would probe it as raw.
+pub fn matches_qemu_as(dir: &Scratch, image: &Path, fmt: &str, what: &str) -> PathBuf {
+    let theirs = qemu(dir, "qemu-img", &[&"map", &"-f", &fmt, &"--output=json", &image]).ok().json();
+    let ours = diskscope(&[&"map", &image, &"--json"]).ok().json();
+    assert!(ours == theirs, "{}: map differs from qemu-img map -f {}\nours: {}\nqemu: {}", what, fmt, short(&ours), short(&theirs));
+    let stem = image.file_name().unwrap().to_string_lossy().into_owned();
+    let (q, o) = (dir.path(&format!("{}.qemu.raw", stem)), dir.path(&format!("{}.ours.raw", stem)));
+    qemu(dir, "qemu-img", &[&"convert", &"-f", &fmt, &"-O", &"raw", &image, &q]).ok();
+    diskscope(&[&"convert", &image, &o]).ok();
+    assert_same_bytes(&o, &q, what);
+    o
+}
+
+/// qemu-img check's exit code and JSON for `img` (format `fmt`), next to ours.
+pub fn checks(dir: &Scratch, img: &Path, fmt: &str) -> ((Option<i32>, Value), (Option<i32>, Value)) {
+    let q = qemu(dir, "qemu-img", &[&"check", &"-f", &fmt, &"--output=json", &img]);
+    let o = diskscope(&[&"check", &img, &"--json"]);
+    ((q.code, q.json()), (o.code, o.json()))
+}
