@@ -9,7 +9,6 @@ static SIGNATURES: &[(&str, fn(&[u8], &dyn ReadAt) -> bool)] = &[
     ("qcow", |h, _| h.starts_with(b"QFI\xfb") && be32(h, 4) == Some(1)),
     ("vmdk", |h, _| h.starts_with(b"KDMV") || h.starts_with(b"COWD") || h.starts_with(b"# Disk DescriptorFile")),
     ("vhdx", |h, _| h.starts_with(b"vhdxfile")),
-    ("parallels", |h, _| h.starts_with(b"WithoutFreeSpace") || h.starts_with(b"WithouFreSpacExt")),
     ("vpc", |h, f| h.starts_with(b"conectix") || tail_is_vhd_footer(f)),
 ];
 

@@ -14,12 +14,13 @@ pub mod fmt;
 pub mod gow;
 pub mod fvd;
 mod known;
+pub mod parallels;
 pub mod qed;
 pub mod raw;
 pub mod vdi;
 
 /// Probed in order; `raw` last and never by probe: any bytes are a raw image.
-pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &gow::DRIVER, &fvd::DRIVER, &vdi::DRIVER, &raw::DRIVER];
+pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &gow::DRIVER, &fvd::DRIVER, &vdi::DRIVER, &parallels::DRIVER, &raw::DRIVER];
 
 pub fn driver(name: &str) -> Result<&'static Driver> {
     DRIVERS.iter().copied().find(|d| d.name == name).ok_or_else(|| Error::UnknownFormatName(String::from(name)))
