@@ -7,7 +7,6 @@ use crate::io::ReadAt;
 static SIGNATURES: &[(&str, fn(&[u8], &dyn ReadAt) -> bool)] = &[
     ("qcow2", |h, _| h.starts_with(b"QFI\xfb") && be32(h, 4).is_some_and(|v| v >= 2)),
     ("qcow", |h, _| h.starts_with(b"QFI\xfb") && be32(h, 4) == Some(1)),
-    ("vmdk", |h, _| h.starts_with(b"KDMV") || h.starts_with(b"COWD") || h.starts_with(b"# Disk DescriptorFile")),
     ("vhdx", |h, _| h.starts_with(b"vhdxfile")),
     ("vpc", |h, f| h.starts_with(b"conectix") || tail_is_vhd_footer(f)),
 ];

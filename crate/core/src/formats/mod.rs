@@ -18,9 +18,10 @@ pub mod parallels;
 pub mod qed;
 pub mod raw;
 pub mod vdi;
+pub mod vmdk;
 
 /// Probed in order; `raw` last and never by probe: any bytes are a raw image.
-pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &gow::DRIVER, &fvd::DRIVER, &vdi::DRIVER, &parallels::DRIVER, &raw::DRIVER];
+pub static DRIVERS: &[&Driver] = &[&qed::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &gow::DRIVER, &fvd::DRIVER, &vdi::DRIVER, &parallels::DRIVER, &vmdk::DRIVER, &raw::DRIVER];
 
 pub fn driver(name: &str) -> Result<&'static Driver> {
     DRIVERS.iter().copied().find(|d| d.name == name).ok_or_else(|| Error::UnknownFormatName(String::from(name)))
