@@ -23,5 +23,6 @@ pub const MAX_NAME_BYTES: u64 = 4096;
 pub const MAX_FINDINGS: usize = 10_000;
 /// Most cells in an allocation-map picture; larger images aggregate several clusters per cell.
 pub const MAX_MAP_CELLS: u64 = 16 << 20;
-/// Guest bytes mapped per step by generic walkers (bounds the extent list held at once).
+/// Guest bytes mapped in the first step of a generic walk; later steps grow while the map is
+/// sparse (bounds the extent list held at once without crawling over empty disks).
 pub const MAP_WINDOW: u64 = 1 << 30;

@@ -166,15 +166,23 @@ impl Chain {
 
     /// Walk the whole map in bounded windows, joining runs that cross window edges so
     /// each run comes out once, as qemu-img map prints it.
+    /// The window grows while runs are few (a huge, mostly empty disk takes a few dozen
+    /// steps, not millions) and shrinks back when a window is dense.
     pub fn for_each_entry(&self, mut f: impl FnMut(&MapEntry) -> Result<()>) -> Result<()> {
         let size = self.virtual_size();
         let mut pos = 0;
         let mut buf = Vec::new();
         let mut pending: Option<MapEntry> = None;
+        let mut window = limits::MAP_WINDOW;
         while pos < size {
-            let len = limits::MAP_WINDOW.min(size - pos);
+            let len = window.min(size - pos);
             buf.clear();
             self.map(pos, len, &mut buf)?;
+            window = match buf.len() {
+                n if n < 1024 => window.saturating_mul(2),
+                n if n > 65536 => (window / 2).max(limits::MAP_WINDOW),
+                _ => window,
+            };
             for e in &buf {
                 match pending.as_mut() {
                     Some(p) if p.continues(e) => p.length += e.length,

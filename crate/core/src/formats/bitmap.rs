@@ -43,9 +43,15 @@ impl CowBitmap {
                 }
             }
         };
+        // Past the file's end every bit is 0: one step, however large the disk claims to be.
+        let stored = file.size().saturating_sub(self.offset);
         let mut byte = first / 8;
         while byte <= last / 8 {
-            let n = (buf.len() as u64).min(last / 8 - byte + 1) as usize;
+            if byte >= stored {
+                step((byte * 8).max(first), false, &mut f);
+                break;
+            }
+            let n = (buf.len() as u64).min(last / 8 - byte + 1).min(stored - byte) as usize;
             read_clipped(file, self.offset + byte, &mut buf[..n])?;
             for (i, &b) in buf[..n].iter().enumerate() {
                 let base = (byte + i as u64) * 8;
@@ -72,12 +78,13 @@ impl CowBitmap {
         let mut set = 0u64;
         let mut buf = vec![0u8; CHUNK.min(self.bytes().max(1)) as usize];
         let mut at = 0;
-        let total = self.bytes();
+        // Bytes past the file's end are zero bits: nothing to count there.
+        let total = self.bytes().min(file.size().saturating_sub(self.offset));
         let mut tail_set = false;
         while at < total {
             let n = (buf.len() as u64).min(total - at) as usize;
             read_clipped(file, self.offset + at, &mut buf[..n])?;
-            if at + n as u64 == total && self.bits % 8 != 0 {
+            if at + n as u64 == self.bytes() && self.bits % 8 != 0 {
                 let used = (self.bits % 8) as u32;
                 tail_set = buf[n - 1] >> used != 0;
                 buf[n - 1] &= (1u8 << used) - 1;
@@ -107,6 +114,18 @@ mod tests {
         bm.runs(&f, 700, 9 * 512 + 1, |a, b, v| got.push((a, b, v))).unwrap();
         assert_eq!(got, vec![(700, 1536, true), (1536, 4096, false), (4096, 4609, true)]);
         assert_eq!(bm.count(&f).unwrap(), (10, false));
+    }
+
+    #[test]
+    fn a_bitmap_claiming_far_more_than_the_file_holds_is_walked_in_one_step() {
+        // 2^50 bits of 512 bytes (half an exabyte) over a 2-byte file: must not read or
+        // clear buffers for the missing petabytes.
+        let f = MemFile(vec![0b1, 0]);
+        let bm = CowBitmap { offset: 0, bits: 1 << 50, granule: 512 };
+        let mut got = Vec::new();
+        bm.runs(&f, 0, (1u64 << 50) * 512, |a, b, v| got.push((a, b, v))).unwrap();
+        assert_eq!(got, vec![(0, 512, true), (512, (1u64 << 50) * 512, false)]);
+        assert_eq!(bm.count(&f).unwrap(), (1, false));
     }
 
     #[test]

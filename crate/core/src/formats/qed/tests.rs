@@ -184,6 +184,19 @@ fn an_invalid_l1_entry_is_a_finding_and_a_clear_read_error() {
     assert_eq!(chain.top().check().unwrap().corruptions, 1);
 }
 
+#[test]
+fn an_eight_petabyte_empty_disk_maps_and_draws() {
+    // 1 MiB clusters, 16-cluster tables: one L1 entry covers 2 TiB, 4096 of them 8 PiB.
+    let w = Writer::new(1 << 20, 16, 1 << 53, None);
+    let chain = open(&w.file, None).unwrap();
+    let cells = chain.cells(1 << 20).unwrap();
+    assert_eq!(cells.classes.len(), 1 << 20);
+    assert_eq!(cells.totals[crate::map::class::UNALLOCATED as usize], 1 << 53);
+    let mut runs = 0;
+    chain.for_each_entry(|_| Ok(runs += 1)).unwrap();
+    assert_eq!(runs, 1, "one unallocated run, however the walk was windowed");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
     /// Any bytes written anywhere in a valid image: open, map, check and read answer with a
