@@ -53,6 +53,18 @@ pub trait Image {
         Vec::new()
     }
 
+    /// The image's internal snapshots, in table order (empty for formats without them).
+    fn snapshots(&self) -> Vec<crate::model::Snapshot> {
+        Vec::new()
+    }
+
+    /// What each host cluster of the image file holds (metadata, data, free, leaked), in at
+    /// most `max_cells` cells; None for formats that do not account for host clusters.
+    fn host_map(&self, max_cells: u64) -> Result<Option<crate::model::HostMap>> {
+        let _ = max_cells;
+        Ok(None)
+    }
+
     /// Version numbers of blocks `[first_block, first_block+count)` (clipped to the blocks
     /// covering the disk), for formats that stamp blocks (GOW3); None for the others.
     fn block_versions(&self, first_block: u64, count: u64) -> Result<Option<crate::model::BlockVersions>> {

@@ -272,6 +272,12 @@ pub struct CheckResult {
     pub allocated_clusters: u64,
     pub fragmented_clusters: u64,
     pub total_clusters: u64,
+    /// Compressed clusters of the current disk (qemu-img check's `compressed-clusters`).
+    pub compressed_clusters: u64,
+    /// Where the image's last used cluster ends (qemu-img check's `image-end-offset`), for
+    /// formats that count host clusters.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_opt_u64"))]
+    pub image_end_offset: Option<u64>,
 }
 
 impl CheckResult {
@@ -303,4 +309,52 @@ impl CheckResult {
             0
         }
     }
+}
+
+/// An internal snapshot (qcow2): a saved L1 table, listed with qemu-img info's field names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct Snapshot {
+    /// The unique ID string ("1", "2", ...).
+    pub id: String,
+    pub name: String,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub vm_state_size: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub date_sec: u64,
+    pub date_nsec: u32,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub vm_clock_sec: u64,
+    pub vm_clock_nsec: u32,
+    /// Record/replay instruction count, when the entry stores one (not -1).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_u64"))]
+    pub icount: Option<u64>,
+    /// The disk size when the snapshot was taken, when the entry stores it.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_opt_u64"))]
+    pub virtual_size: Option<u64>,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub l1_table_offset: u64,
+    /// Entries in the snapshot's L1 table.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub l1_size: u64,
+    /// Byte offset of the snapshot's entry in the snapshot table.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub offset: u64,
+}
+
+/// What each host cluster of an image file is used for, as a picture: one class per cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct HostMap {
+    /// Host bytes per cell: the cluster size, or a power-of-two multiple of it for big files.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub cell_size: u64,
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub file_size: u64,
+    /// One class per cell, an index into `legend`.
+    pub classes: Vec<u8>,
+    /// The name of each class ("free", "data", "L2 table", "leaked", ...).
+    pub legend: Vec<&'static str>,
+    /// Host bytes of each class, indexed like `legend`.
+    pub totals: Vec<u64>,
 }

@@ -5,15 +5,9 @@ use crate::io::ReadAt;
 
 /// (name, test) pairs; the test sees the first bytes and may read the file's tail.
 static SIGNATURES: &[(&str, fn(&[u8], &dyn ReadAt) -> bool)] = &[
-    ("qcow2", |h, _| h.starts_with(b"QFI\xfb") && be32(h, 4).is_some_and(|v| v >= 2)),
-    ("qcow", |h, _| h.starts_with(b"QFI\xfb") && be32(h, 4) == Some(1)),
     ("vhdx", |h, _| h.starts_with(b"vhdxfile")),
     ("vpc", |h, f| h.starts_with(b"conectix") || tail_is_vhd_footer(f)),
 ];
-
-fn be32(h: &[u8], at: usize) -> Option<u32> {
-    h.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
 
 /// A fixed VHD is raw data followed by a 512-byte footer that starts "conectix".
 fn tail_is_vhd_footer(f: &dyn ReadAt) -> bool {

@@ -1,0 +1,750 @@
+//! qcow2 images laid out from the spec by a writer kept here (with refcounts, snapshots,
+//! compressed clusters, subclusters, data files), read back through the chain against a
+//! model of the guest bytes, checked, and mutated at random to prove no input panics.
+use alloc::{format, string::String, vec, vec::Vec};
+use proptest::prelude::*;
+
+use super::{L1E_OFFSET_MASK, L2E_OFFSET_MASK, OFLAG_COMPRESSED, OFLAG_COPIED};
+use crate::chain::Chain;
+use crate::image::OpenOptions;
+use crate::map::MapEntry;
+use crate::model::Severity;
+use crate::testutil::Files;
+
+fn put(b: &mut Vec<u8>, at: u64, v: &[u8]) {
+    let at = at as usize;
+    if b.len() < at + v.len() {
+        b.resize(at + v.len(), 0);
+    }
+    b[at..at + v.len()].copy_from_slice(v);
+}
+fn get64(b: &[u8], at: u64) -> u64 {
+    u64::from_be_bytes(b[at as usize..at as usize + 8].try_into().unwrap())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    Deflate,
+    Zstd,
+}
+
+/// A qcow2 image as QEMU lays one out: header cluster, refcount table, L1 table, then
+/// L2 tables, data and compressed data appended in allocation order; refcount blocks,
+/// snapshot tables and OFLAG_COPIED are filled in by [`Writer::finish`].
+pub(crate) struct Writer {
+    pub cs: u64,
+    pub bits: u32,
+    pub v3: bool,
+    pub ext: bool,
+    pub size: u64,
+    pub file: Vec<u8>,
+    /// The external data file, when the image has one.
+    pub data_file: Option<Vec<u8>>,
+    pub compression: Compression,
+    pub l1: u64,
+    l1_entries: u64,
+    reft: u64,
+    /// References per host cluster, as the refcounts must say.
+    refs: Vec<u16>,
+    snapshots: Vec<(String, String, u64, u64)>,
+}
+
+impl Writer {
+    pub fn new(bits: u32, size: u64, v3: bool, ext: bool, backing: Option<(&str, Option<&str>)>) -> Writer {
+        let cs = 1u64 << bits;
+        let eb = if ext { 16 } else { 8 };
+        let l1_entries = size.div_ceil(cs / eb * cs);
+        assert!(l1_entries * 8 <= cs, "the writer keeps the L1 table in one cluster");
+        let mut w = Writer {
+            cs,
+            bits,
+            v3,
+            ext,
+            size,
+            file: vec![0u8; 3 * cs as usize],
+            data_file: None,
+            compression: Compression::Deflate,
+            l1: 2 * cs,
+            l1_entries,
+            reft: cs,
+            refs: vec![1, 1, 1],
+            snapshots: Vec::new(),
+        };
+        let f = &mut w.file;
+        put(f, 0, b"QFI\xfb");
+        put(f, 4, &(if v3 { 3u32 } else { 2 }).to_be_bytes());
+        put(f, 20, &bits.to_be_bytes());
+        put(f, 24, &size.to_be_bytes());
+        put(f, 36, &(l1_entries as u32).to_be_bytes());
+        put(f, 40, &(2 * cs).to_be_bytes());
+        put(f, 48, &cs.to_be_bytes());
+        put(f, 56, &1u32.to_be_bytes());
+        let mut at = 72u64;
+        if v3 {
+            put(f, 72, &(if ext { 16u64 } else { 0 }).to_be_bytes());
+            put(f, 96, &4u32.to_be_bytes());
+            put(f, 100, &112u32.to_be_bytes());
+            at = 112;
+        }
+        if let Some((name, fmt)) = backing {
+            if let Some(fmt) = fmt {
+                put(f, at, &super::header::EXT_BACKING_FORMAT.to_be_bytes());
+                put(f, at + 4, &(fmt.len() as u32).to_be_bytes());
+                put(f, at + 8, fmt.as_bytes());
+                at += 8 + (fmt.len() as u64).next_multiple_of(8);
+            }
+            let name_at = at + 8;
+            put(f, 8, &name_at.to_be_bytes());
+            put(f, 16, &(name.len() as u32).to_be_bytes());
+            put(f, name_at, name.as_bytes());
+        }
+        w
+    }
+
+    pub fn with_zstd(mut self) -> Writer {
+        assert!(self.v3);
+        self.compression = Compression::Zstd;
+        let inc = get64(&self.file, 72) | 8;
+        put(&mut self.file, 72, &inc.to_be_bytes());
+        self.file[104] = 1;
+        self
+    }
+
+    /// Guest data in an external data file named `name` (1:1 mapping, no refcounts).
+    pub fn with_data_file(mut self, name: &str) -> Writer {
+        assert!(self.v3);
+        let inc = get64(&self.file, 72) | 4;
+        put(&mut self.file, 72, &inc.to_be_bytes());
+        // The extension goes first in the area (the writer places no other extension then).
+        put(&mut self.file, 112, &super::header::EXT_DATA_FILE.to_be_bytes());
+        put(&mut self.file, 116, &(name.len() as u32).to_be_bytes());
+        put(&mut self.file, 120, name.as_bytes());
+        self.data_file = Some(vec![0u8; self.size as usize]);
+        self
+    }
+
+    fn eb(&self) -> u64 {
+        if self.ext { 16 } else { 8 }
+    }
+    fn l2_entries(&self) -> u64 {
+        self.cs / self.eb()
+    }
+    fn get(&self, at: u64) -> u64 {
+        get64(&self.file, at)
+    }
+    fn set(&mut self, at: u64, v: u64) {
+        put(&mut self.file, at, &v.to_be_bytes());
+    }
+    /// A new cluster at the (cluster-aligned) end of the file.
+    fn alloc(&mut self) -> u64 {
+        let at = (self.file.len() as u64).next_multiple_of(self.cs);
+        self.file.resize((at + self.cs) as usize, 0);
+        let c = (at / self.cs) as usize;
+        if self.refs.len() <= c {
+            self.refs.resize(c + 1, 0);
+        }
+        self.refs[c] += 1;
+        at
+    }
+    fn rc(&self, off: u64) -> u16 {
+        self.refs.get((off / self.cs) as usize).copied().unwrap_or(0)
+    }
+    fn unref(&mut self, off: u64) {
+        let c = (off / self.cs) as usize;
+        self.refs[c] -= 1;
+    }
+
+    /// The byte offset of the L2 entry for `guest`, copying a shared L2 table first.
+    pub fn l2_entry(&mut self, guest: u64) -> u64 {
+        let n = self.l2_entries();
+        let (i, j) = (guest / self.cs / n, guest / self.cs % n);
+        let l1e = self.l1 + i * 8;
+        let cur = self.get(l1e) & L1E_OFFSET_MASK;
+        if cur == 0 {
+            let t = self.alloc();
+            self.set(l1e, t);
+        } else if self.rc(cur) > 1 {
+            let t = self.alloc();
+            let table = self.file[cur as usize..(cur + self.cs) as usize].to_vec();
+            put(&mut self.file, t, &table);
+            self.unref(cur);
+            self.set(l1e, t);
+        }
+        (self.get(l1e) & L1E_OFFSET_MASK) + j * self.eb()
+    }
+
+    /// The host cluster to write guest cluster `guest` into, allocating or copying it.
+    fn data_cluster(&mut self, guest: u64) -> (u64, u64) {
+        let e = self.l2_entry(guest);
+        let cur = self.get(e);
+        let cs = guest / self.cs * self.cs;
+        if self.data_file.is_some() {
+            self.set(e, cs | OFLAG_COPIED);
+            return (e, cs);
+        }
+        let off = cur & L2E_OFFSET_MASK;
+        if cur & OFLAG_COMPRESSED == 0 && off != 0 && self.rc(off) == 1 {
+            self.set(e, off); // a preallocated zero cluster becomes data
+            return (e, off);
+        }
+        let new = self.alloc();
+        if cur & OFLAG_COMPRESSED == 0 && off != 0 {
+            let old = self.file[off as usize..(off + self.cs) as usize].to_vec();
+            put(&mut self.file, new, &old);
+            self.unref(off);
+        } else if cur & OFLAG_COMPRESSED != 0 {
+            // As QEMU: the cluster is decompressed into its new home, all of it allocated.
+            let shift = 62 - (self.bits - 8);
+            let coff = cur & ((1u64 << shift) - 1);
+            let len = (((cur >> shift) & ((1 << (self.bits - 8)) - 1)) + 1) * 512 - (coff & 511);
+            let input = self.file[coff as usize..((coff + len) as usize).min(self.file.len())].to_vec();
+            let mut out = vec![0u8; self.cs as usize];
+            let codec = if self.compression == Compression::Zstd { crate::codec::Codec::Zstd } else { crate::codec::Codec::Deflate };
+            crate::codec::decode(codec, &input, &mut out).unwrap();
+            put(&mut self.file, new, &out);
+            self.drop_compressed(cur);
+            if self.ext {
+                self.set(e + 8, 0xffff_ffff);
+            }
+        }
+        self.set(e, new);
+        (e, new)
+    }
+
+    fn drop_compressed(&mut self, e: u64) {
+        let shift = 62 - (self.bits - 8);
+        let off = e & ((1u64 << shift) - 1);
+        let sectors = ((e >> shift) & ((1 << (self.bits - 8)) - 1)) + 1;
+        let len = sectors * 512 - (off & 511);
+        for c in off / self.cs..=(off + len - 1) / self.cs {
+            self.refs[c as usize] -= 1;
+        }
+    }
+
+    fn store(&mut self, host: u64, bytes: &[u8]) {
+        match &mut self.data_file {
+            Some(d) => put(d, host, bytes),
+            None => put(&mut self.file, host, bytes),
+        }
+    }
+
+    /// Fill guest cluster `guest` with `fill` (the whole cluster; the disk's tail too).
+    pub fn write_cluster(&mut self, guest: u64, fill: u8) {
+        let (e, host) = self.data_cluster(guest);
+        self.store(host, &vec![fill; self.cs as usize]);
+        if self.ext {
+            self.set(e + 8, 0xffff_ffff);
+        }
+    }
+
+    /// Fill subcluster `sub` (0..32) of guest cluster `guest` (extended L2 only).
+    pub fn write_sub(&mut self, guest: u64, sub: u64, fill: u8) {
+        assert!(self.ext);
+        let (e, host) = self.data_cluster(guest);
+        let sc = self.cs / 32;
+        self.store(host + sub * sc, &vec![fill; sc as usize]);
+        let bm = (self.get(e + 8) | 1 << sub) & !(1u64 << (32 + sub));
+        self.set(e + 8, bm);
+    }
+
+    /// Subcluster `sub` reads as zeros (extended L2 only); the host cluster is kept.
+    pub fn zero_sub(&mut self, guest: u64, sub: u64) {
+        let e = self.l2_entry(guest);
+        let bm = (self.get(e + 8) & !(1u64 << sub)) | 1u64 << (32 + sub);
+        self.set(e + 8, bm);
+    }
+
+    /// Guest cluster reads as zeros (v3 zero flag); `keep` keeps its host cluster.
+    pub fn zero_cluster(&mut self, guest: u64, keep: bool) {
+        assert!(self.v3 && !self.ext);
+        let e = self.l2_entry(guest);
+        let cur = self.get(e);
+        let off = cur & L2E_OFFSET_MASK;
+        if cur & OFLAG_COMPRESSED != 0 {
+            self.drop_compressed(cur);
+            self.set(e, 1);
+        } else if keep && off != 0 && self.rc(off) == 1 {
+            self.set(e, off | 1);
+        } else {
+            if off != 0 && self.data_file.is_none() {
+                self.unref(off);
+            }
+            self.set(e, 1);
+        }
+    }
+
+    /// Store `data` (one whole cluster) compressed.
+    pub fn write_compressed(&mut self, guest: u64, data: &[u8]) {
+        assert_eq!(data.len() as u64, self.cs);
+        let e = self.l2_entry(guest);
+        let cur = self.get(e);
+        if cur & OFLAG_COMPRESSED != 0 {
+            self.drop_compressed(cur);
+        } else if cur & L2E_OFFSET_MASK != 0 {
+            self.unref(cur & L2E_OFFSET_MASK);
+        }
+        let packed = match self.compression {
+            Compression::Deflate => miniz_oxide::deflate::compress_to_vec(data, 6),
+            Compression::Zstd => ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest),
+        };
+        let off = self.file.len() as u64;
+        put(&mut self.file, off, &packed);
+        let sectors = ((off & 511) + packed.len() as u64).div_ceil(512);
+        // QEMU pads compressed data to whole sectors (the last one runs into the next).
+        self.file.resize((off + packed.len() as u64).next_multiple_of(512) as usize, 0);
+        for c in off / self.cs..=(off + packed.len() as u64 - 1) / self.cs {
+            if self.refs.len() <= c as usize {
+                self.refs.resize(c as usize + 1, 0);
+            }
+            self.refs[c as usize] += 1;
+        }
+        let shift = 62 - (self.bits - 8);
+        self.set(e, OFLAG_COMPRESSED | ((sectors - 1) << shift) | off);
+        if self.ext {
+            self.set(e + 8, 0);
+        }
+    }
+
+    /// An internal snapshot of the current disk: a copy of the L1 table, and one more
+    /// reference to every table and cluster it reaches.
+    pub fn snapshot(&mut self, id: &str, name: &str) {
+        let copy = self.alloc();
+        let l1 = self.file[self.l1 as usize..(self.l1 + self.l1_entries * 8) as usize].to_vec();
+        put(&mut self.file, copy, &l1);
+        for i in 0..self.l1_entries {
+            let l2 = get64(&l1, i * 8) & L1E_OFFSET_MASK;
+            if l2 == 0 {
+                continue;
+            }
+            self.refs[(l2 / self.cs) as usize] += 1;
+            for k in 0..self.l2_entries() {
+                let e = self.get(l2 + k * self.eb());
+                if e & OFLAG_COMPRESSED != 0 {
+                    let shift = 62 - (self.bits - 8);
+                    let off = e & ((1u64 << shift) - 1);
+                    let len = (((e >> shift) & ((1 << (self.bits - 8)) - 1)) + 1) * 512 - (off & 511);
+                    for c in off / self.cs..=(off + len - 1) / self.cs {
+                        self.refs[c as usize] += 1;
+                    }
+                } else if e & L2E_OFFSET_MASK != 0 && self.data_file.is_none() {
+                    self.refs[((e & L2E_OFFSET_MASK) / self.cs) as usize] += 1;
+                }
+            }
+        }
+        self.snapshots.push((String::from(id), String::from(name), copy, self.l1_entries));
+    }
+
+    /// Write the snapshot table, the refcount blocks and the COPIED flags.
+    pub fn finish(mut self) -> Writer {
+        if !self.snapshots.is_empty() {
+            let mut table = Vec::new();
+            for (id, name, l1, n) in &self.snapshots {
+                let mut e = vec![0u8; 40];
+                e[0..8].copy_from_slice(&l1.to_be_bytes());
+                e[8..12].copy_from_slice(&(*n as u32).to_be_bytes());
+                e[12..14].copy_from_slice(&(id.len() as u16).to_be_bytes());
+                e[14..16].copy_from_slice(&(name.len() as u16).to_be_bytes());
+                e[16..20].copy_from_slice(&1_700_000_000u32.to_be_bytes());
+                e[24..32].copy_from_slice(&3_500_000_000u64.to_be_bytes());
+                e[36..40].copy_from_slice(&16u32.to_be_bytes());
+                e.extend_from_slice(&0u64.to_be_bytes());
+                e.extend_from_slice(&self.size.to_be_bytes());
+                e.extend_from_slice(id.as_bytes());
+                e.extend_from_slice(name.as_bytes());
+                e.resize(e.len().next_multiple_of(8), 0);
+                table.extend(e);
+            }
+            let at = self.alloc();
+            for _ in 1..(table.len() as u64).div_ceil(self.cs) {
+                self.alloc();
+            }
+            put(&mut self.file, at, &table);
+            let n = self.snapshots.len() as u32;
+            put(&mut self.file, 60, &n.to_be_bytes());
+            put(&mut self.file, 64, &at.to_be_bytes());
+        }
+        // Refcount blocks at the end, covering themselves too.
+        let per = self.cs * 8 / 16;
+        let mut blocks = 0;
+        while (self.file.len() as u64).div_ceil(self.cs) + blocks > blocks * per {
+            blocks += 1;
+        }
+        assert!(blocks * 8 <= self.cs, "the writer keeps the refcount table in one cluster");
+        let first = (self.file.len() as u64).next_multiple_of(self.cs);
+        for b in 0..blocks {
+            let at = self.alloc();
+            assert_eq!(at, first + b * self.cs);
+            self.set(self.reft + b * 8, at);
+        }
+        let refs = self.refs.clone();
+        for (c, &r) in refs.iter().enumerate() {
+            let (b, k) = (c as u64 / per, c as u64 % per);
+            put(&mut self.file, first + b * self.cs + k * 2, &r.to_be_bytes());
+        }
+        // COPIED: set exactly where the refcount is 1.
+        for i in 0..self.l1_entries {
+            let l1e = self.l1 + i * 8;
+            let l2 = self.get(l1e) & L1E_OFFSET_MASK;
+            if l2 == 0 {
+                continue;
+            }
+            self.set(l1e, l2 | if self.rc(l2) == 1 { OFLAG_COPIED } else { 0 });
+            for k in 0..self.l2_entries() {
+                let at = l2 + k * self.eb();
+                let e = self.get(at);
+                if e & OFLAG_COMPRESSED != 0 || e & L2E_OFFSET_MASK == 0 {
+                    continue;
+                }
+                let one = self.data_file.is_some() || self.rc(e & L2E_OFFSET_MASK) == 1;
+                self.set(at, (e & !OFLAG_COPIED) | if one { OFLAG_COPIED } else { 0 });
+            }
+        }
+        self
+    }
+}
+
+pub(crate) fn open_files(files: &Files, top: &str, snapshot: Option<&str>) -> crate::error::Result<Chain> {
+    let options = OpenOptions { snapshot: snapshot.map(String::from), ..OpenOptions::default() };
+    Chain::open_with(top, alloc::sync::Arc::new(crate::io::MemFile(files.0[top].clone())), None, files, &options)
+}
+
+fn lcg(s: &mut u64) -> u64 {
+    *s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *s >> 33
+}
+
+/// A cluster of data that compresses but is not uniform.
+fn pattern(cs: u64, seed: u8) -> Vec<u8> {
+    (0..cs).map(|i| ((i / 7) as u8).wrapping_mul(seed) ^ (i % 5) as u8).collect()
+}
+
+/// Random whole-cluster writes, zeros, compressed clusters and subclusters over a raw
+/// backing file shorter than the disk; the chain must read exactly the model.
+fn round_trip(bits: u32, v3: bool, ext: bool, zstd: bool, seed: u64) {
+    let cs = 1u64 << bits;
+    let size = 64 * cs * 3 + 512 * 3;
+    let base: Vec<u8> = (0..size / 2).map(|i| (i % 251) as u8 + 1).collect();
+    let mut w = Writer::new(bits, size, v3, ext, Some(("base.raw", Some("raw"))));
+    if zstd {
+        w = w.with_zstd();
+    }
+    let mut model = base.clone();
+    model.resize(size as usize, 0);
+    let clusters = size.div_ceil(cs);
+    let mut s = seed;
+    for step in 0..300 {
+        let c = lcg(&mut s) % clusters;
+        let g = c * cs;
+        let (a, b) = (g as usize, ((c + 1) * cs).min(size) as usize);
+        let fill = (lcg(&mut s) as u8) | 1;
+        match lcg(&mut s) % 6 {
+            0 if v3 && !ext => {
+                w.zero_cluster(g, step % 2 == 0);
+                model[a..b].fill(0);
+            }
+            1 => {
+                let data = pattern(cs, fill);
+                w.write_compressed(g, &data);
+                model[a..b].copy_from_slice(&data[..b - a]);
+            }
+            2 | 3 if ext => {
+                let sub = lcg(&mut s) % 32;
+                let sc = cs / 32;
+                let (sa, sb) = ((g + sub * sc) as usize, ((g + (sub + 1) * sc).min(size)) as usize);
+                if lcg(&mut s) % 2 == 0 {
+                    w.write_sub(g, sub, fill);
+                    if sa < sb {
+                        model[sa..sb].fill(fill);
+                    }
+                } else {
+                    // Only on a cluster that is stored: a subcluster's zero bit over a
+                    // compressed or absent cluster is not what QEMU writes.
+                    let e = w.l2_entry(g);
+                    if w.get(e) & OFLAG_COMPRESSED == 0 && w.get(e) & L2E_OFFSET_MASK != 0 {
+                        w.zero_sub(g, sub);
+                        if sa < sb {
+                            model[sa..sb].fill(0);
+                        }
+                    }
+                }
+            }
+            _ => {
+                w.write_cluster(g, fill);
+                model[a..b].fill(fill);
+            }
+        }
+    }
+    let w = w.finish();
+    let files = Files::new([("t.qcow2", w.file.clone()), ("base.raw", base)]);
+    let chain = open_files(&files, "t.qcow2", None).unwrap();
+    let what = format!("bits {} v3 {} ext {} zstd {} seed {}", bits, v3, ext, zstd, seed);
+    assert_eq!(chain.virtual_size(), size, "{}", what);
+    let mut got = vec![0u8; size as usize];
+    chain.read(0, &mut got).unwrap();
+    if let Some(i) = got.iter().zip(&model).position(|(x, y)| x != y) {
+        panic!("{}: guest byte {} reads {:#x}, the model says {:#x}", what, i, got[i], model[i]);
+    }
+    // The map covers the disk exactly, and each data run reads what it says.
+    let mut entries: Vec<MapEntry> = Vec::new();
+    chain.for_each_entry(|e| Ok(entries.push(*e))).unwrap();
+    let mut pos = 0;
+    for e in &entries {
+        assert_eq!(e.start, pos, "{}", what);
+        pos += e.length;
+        if e.depth == 0 && e.data && !e.compressed {
+            let off = e.offset.unwrap() as usize;
+            assert_eq!(&w.file[off..off + e.length as usize], &model[e.start as usize..(e.start + e.length) as usize], "{}", what);
+        }
+    }
+    assert_eq!(pos, size);
+    let r = chain.top().check().unwrap();
+    assert_eq!((r.corruptions, r.leaks, r.check_errors), (0, 0, 0), "{}: {:#?}", what, r.findings);
+    assert!(r.compressed_clusters > 0, "{}: the sequence writes compressed clusters", what);
+    let hm = chain.top().host_map(1 << 20).unwrap().unwrap();
+    assert_eq!(hm.totals.iter().sum::<u64>(), w.file.len() as u64, "{}", what);
+    assert_eq!(hm.totals[super::check::hc::LEAKED as usize] + hm.totals[super::check::hc::CORRUPT as usize], 0, "{}", what);
+}
+
+#[test]
+fn writer_images_read_back_as_the_model_says() {
+    for (bits, v3, ext, zstd) in [(16, true, false, false), (16, false, false, false), (9, true, false, false), (12, true, false, true), (14, true, true, false), (16, true, true, true)] {
+        round_trip(bits, v3, ext, zstd, 0x5eed + bits as u64);
+    }
+}
+
+#[test]
+fn snapshots_are_listed_and_opened_by_id_or_name() {
+    let cs = 4096u64;
+    let mut w = Writer::new(12, 64 * cs, true, false, None);
+    w.write_cluster(0, 1);
+    w.write_cluster(cs, 2);
+    w.snapshot("1", "before");
+    w.write_cluster(0, 3);
+    w.write_cluster(5 * cs, 4);
+    w.snapshot("2", "after");
+    w.write_cluster(cs, 5);
+    let w = w.finish();
+    let files = Files::new([("s.qcow2", w.file.clone())]);
+    let current = open_files(&files, "s.qcow2", None).unwrap();
+    let snaps = current.top().snapshots();
+    assert_eq!(snaps.iter().map(|s| (s.id.as_str(), s.name.as_str())).collect::<Vec<_>>(), [("1", "before"), ("2", "after")]);
+    assert_eq!((snaps[0].date_sec, snaps[0].vm_clock_sec, snaps[0].vm_clock_nsec, snaps[0].virtual_size), (1_700_000_000, 3, 500_000_000, Some(64 * cs)));
+    let first = |c: &Chain, g: u64| {
+        let mut b = [0u8; 1];
+        c.read(g, &mut b).unwrap();
+        b[0]
+    };
+    assert_eq!((first(&current, 0), first(&current, cs), first(&current, 5 * cs)), (3, 5, 4));
+    for key in ["1", "before"] {
+        let c = open_files(&files, "s.qcow2", Some(key)).unwrap();
+        assert_eq!((first(&c, 0), first(&c, cs), first(&c, 5 * cs)), (1, 2, 0), "snapshot {}", key);
+        assert!(c.top().info().variant.contains("\"before\""));
+    }
+    let c = open_files(&files, "s.qcow2", Some("after")).unwrap();
+    assert_eq!((first(&c, 0), first(&c, cs), first(&c, 5 * cs)), (3, 2, 4));
+    let e = open_files(&files, "s.qcow2", Some("nope")).err().unwrap();
+    let m = format!("{}", e);
+    assert!(m.contains("no snapshot 'nope'") && m.contains("1 \"before\"") && m.contains("2 \"after\""), "{}", m);
+    // Shared clusters are refcounted twice; the check agrees with the writer.
+    let r = current.top().check().unwrap();
+    assert_eq!((r.corruptions, r.leaks), (0, 0), "{:#?}", r.findings);
+    assert!(r.findings.iter().any(|f| f.code == "snapshots"));
+}
+
+#[test]
+fn an_external_data_file_is_a_companion() {
+    let cs = 65536u64;
+    let mut w = Writer::new(16, 8 * cs, true, false, None).with_data_file("disk.data");
+    w.write_cluster(cs, 7);
+    w.write_cluster(3 * cs, 8);
+    w.zero_cluster(3 * cs, true);
+    let w = w.finish();
+    let data = w.data_file.clone().unwrap();
+    let files = Files::new([("d.qcow2", w.file.clone()), ("disk.data", data)]);
+    let c = open_files(&files, "d.qcow2", None).unwrap();
+    let info = c.top().info();
+    assert_eq!(info.companions[0].name, "disk.data");
+    assert_eq!(info.companions[0].found.as_deref(), Some("disk.data"));
+    let mut entries = Vec::new();
+    c.map(0, 8 * cs, &mut entries).unwrap();
+    let data_run = entries.iter().find(|e| e.data).unwrap();
+    assert_eq!((data_run.start, data_run.offset, data_run.file), (cs, Some(cs), 1));
+    let zero_alloc = entries.iter().find(|e| e.start == 3 * cs).unwrap();
+    assert!(zero_alloc.zero && zero_alloc.present && !zero_alloc.data);
+    let mut b = vec![0u8; (4 * cs) as usize];
+    c.read(0, &mut b).unwrap();
+    assert!(b[cs as usize..2 * cs as usize].iter().all(|&x| x == 7) && b[3 * cs as usize..].iter().all(|&x| x == 0));
+    let r = c.top().check().unwrap();
+    assert_eq!((r.corruptions, r.leaks), (0, 0), "{:#?}", r.findings);
+    assert!(r.findings.iter().any(|f| f.code == "external-data-file" && f.severity == Severity::Warning));
+    // Without the data file: the data is missing, named; zeros still read as zeros.
+    let alone = Files::new([("d.qcow2", w.file.clone())]);
+    let c = open_files(&alone, "d.qcow2", None).unwrap();
+    assert_eq!(c.top().info().companions[0].found, None);
+    let err = c.read(cs, &mut b[..512]).unwrap_err();
+    assert!(format!("{}", err).contains("disk.data"), "{}", err);
+    c.read(3 * cs, &mut b[..512]).unwrap();
+}
+
+#[test]
+fn compressed_clusters_that_do_not_decode_name_their_entry() {
+    let cs = 65536u64;
+    let mut w = Writer::new(16, 4 * cs, true, false, None);
+    w.write_compressed(0, &pattern(cs, 3));
+    let mut w = w.finish();
+    let l2 = w.get(w.l1) & L1E_OFFSET_MASK;
+    let e = w.get(l2);
+    let off = e & ((1u64 << 54) - 1);
+    for b in &mut w.file[off as usize..off as usize + 16] {
+        *b = 0xff;
+    }
+    let files = Files::new([("c.qcow2", w.file)]);
+    let c = open_files(&files, "c.qcow2", None).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let m = format!("{}", c.read(0, &mut buf).unwrap_err());
+    assert!(m.contains(&format!("L2 entry at byte {}", l2)) && m.contains("deflate"), "{}", m);
+}
+
+#[test]
+fn check_counts_what_was_broken_on_purpose() {
+    let cs = 65536u64;
+    let base = {
+        let mut w = Writer::new(16, 16 * cs, true, false, None);
+        for c in 0..4 {
+            w.write_cluster(c * cs, c as u8 + 1);
+        }
+        w.finish()
+    };
+    let l2 = base.get(base.l1) & L1E_OFFSET_MASK;
+    let run = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut file = base.file.clone();
+        f(&mut file);
+        let files = Files::new([("x.qcow2", file)]);
+        open_files(&files, "x.qcow2", None).unwrap().top().check().unwrap()
+    };
+    let clean = run(&|_| {});
+    assert_eq!((clean.corruptions, clean.leaks, clean.allocated_clusters, clean.total_clusters), (0, 0, 4, 16));
+    assert_eq!(clean.image_end_offset, Some(base.file.len() as u64));
+    // Two entries, one cluster: referenced twice, refcount 1; the other cluster leaks.
+    let first = get64(&base.file, l2);
+    let r = run(&|f| put(f, l2 + 8, &first.to_be_bytes()));
+    assert_eq!((r.corruptions, r.leaks, r.exit_code()), (1, 1, 2), "{:#?}", r.findings);
+    assert!(r.findings.iter().any(|f| f.code == "refcount-too-low" && f.message.contains("referenced 2 times")));
+    // An entry past the end of the file (and, as qemu-img counts it, COPIED set on a
+    // cluster whose refcount is 0), another unaligned.
+    let r = run(&|f| put(f, l2 + 16, &(OFLAG_COPIED | 0x4000_0000).to_be_bytes()));
+    assert_eq!((r.corruptions, r.leaks), (2, 1), "{:#?}", r.findings);
+    assert!(r.findings.iter().any(|f| f.code == "past-end" && f.offset == Some(l2 + 16)));
+    let r = run(&|f| put(f, l2 + 16, &(get64(f, l2 + 16) + 512).to_be_bytes()));
+    assert!(r.findings.iter().any(|f| f.code == "l2-entry-unaligned" && f.offset == Some(l2 + 16)));
+    // A leaked cluster: an entry dropped.
+    let r = run(&|f| put(f, l2 + 24, &0u64.to_be_bytes()));
+    assert_eq!((r.corruptions, r.leaks, r.exit_code()), (0, 1, 3));
+    // The COPIED flag cleared on a cluster whose refcount is 1.
+    let r = run(&|f| put(f, l2, &(first & !OFLAG_COPIED).to_be_bytes()));
+    assert_eq!((r.corruptions, r.leaks), (1, 0));
+    assert!(r.findings.iter().any(|f| f.code == "copied-flag" && f.offset == Some(l2)));
+}
+
+#[test]
+fn header_problems_are_refused_at_their_byte() {
+    let w = Writer::new(16, 1 << 20, true, false, None).finish();
+    let try_open = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut file = w.file.clone();
+        f(&mut file);
+        let files = Files::new([("h.qcow2", file)]);
+        open_files(&files, "h.qcow2", None).map(|_| ())
+    };
+    assert!(try_open(&|_| {}).is_ok());
+    let cases: [(&str, u64, &dyn Fn(&mut Vec<u8>)); 7] = [
+        ("version 4", 4, &|f| put(f, 4, &4u32.to_be_bytes())),
+        ("cluster bits 22", 20, &|f| put(f, 20, &22u32.to_be_bytes())),
+        ("unknown incompatible bit", 72, &|f| put(f, 72, &(1u64 << 9).to_be_bytes())),
+        ("L1 too small", 36, &|f| put(f, 36, &0u32.to_be_bytes())),
+        ("L1 unaligned", 40, &|f| put(f, 40, &(w.l1 + 8).to_be_bytes())),
+        ("zstd without the bit", 104, &|f| f[104] = 1),
+        ("header_length", 100, &|f| put(f, 100, &96u32.to_be_bytes())),
+    ];
+    for (what, at, f) in cases {
+        match try_open(f) {
+            Err(crate::Error::Invalid { offset, .. }) | Err(crate::Error::Unsupported { offset, .. }) => assert_eq!(offset, at, "{}", what),
+            other => panic!("{}: expected a refusal, got {:?}", what, other),
+        }
+    }
+    // An unknown incompatible bit is named from the image's own feature name table.
+    let named = try_open(&|f| {
+        put(f, 72, &(1u64 << 9).to_be_bytes());
+        put(f, 112, &super::header::EXT_FEATURE_TABLE.to_be_bytes());
+        put(f, 116, &48u32.to_be_bytes());
+        f[120] = 0;
+        f[121] = 9;
+        put(f, 122, b"time travel");
+    });
+    let m = format!("{}", named.unwrap_err());
+    assert!(m.contains("bit 9 (\"time travel\")"), "{}", m);
+    // The corrupt bit: QEMU opens read-only, so do we, and say so.
+    let mut file = w.file.clone();
+    put(&mut file, 72, &2u64.to_be_bytes());
+    let files = Files::new([("h.qcow2", file)]);
+    let r = open_files(&files, "h.qcow2", None).unwrap().top().check().unwrap();
+    assert!(r.findings.iter().any(|f| f.code == "corrupt-bit"));
+    let e = open_files(&Files::new([("h.qcow2", w.file[..50].to_vec())]), "h.qcow2", None).err().unwrap();
+    assert!(matches!(e, crate::Error::PastEnd { what: "qcow2 header", .. }), "{:?}", e);
+}
+
+#[test]
+fn encrypted_images_show_their_header_and_refuse_the_data() {
+    let mut w = Writer::new(16, 1 << 20, true, false, None);
+    w.write_cluster(0, 1);
+    let mut w = w.finish();
+    w.set(32, 1u64 << 32); // crypt_method = 1 (AES), l1_size kept
+    put(&mut w.file, 36, &1u32.to_be_bytes());
+    let files = Files::new([("e.qcow2", w.file)]);
+    let c = open_files(&files, "e.qcow2", None).unwrap();
+    assert!(c.top().header_fields().iter().any(|f| f.name == "crypt_method" && f.value.contains("AES")));
+    let mut v = Vec::new();
+    let m = format!("{}", c.map(0, 4096, &mut v).unwrap_err());
+    assert!(m.contains("encrypted"), "{}", m);
+    let r = c.top().check().unwrap();
+    assert!(r.findings.iter().any(|f| f.code == "encrypted" && f.severity == Severity::Warning));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+    /// Any bytes written anywhere in a valid image: open, map, check, read, the host map
+    /// and the header fields answer with a value or an error, never a panic.
+    #[test]
+    fn mutated_images_never_panic(muts in prop::collection::vec((0usize..40960, any::<u64>()), 1..8), ext in any::<bool>(), snap in any::<bool>()) {
+        let bits = if ext { 14 } else { 12 };
+        let cs = 1u64 << bits;
+        let mut w = Writer::new(bits, 64 * cs, true, ext, Some(("b.raw", None)));
+        w.write_cluster(0, 3);
+        w.write_compressed(2 * cs, &pattern(cs, 5));
+        if ext { w.write_sub(4 * cs, 3, 9); } else { w.zero_cluster(4 * cs, false); }
+        if snap { w.snapshot("1", "s"); }
+        w.write_cluster(cs, 4);
+        let mut f = w.finish().file;
+        for (at, v) in muts {
+            let at = at.min(f.len() - 8);
+            f[at..at + 8].copy_from_slice(&v.to_be_bytes());
+        }
+        let files = Files::new([("m.qcow2", f), ("b.raw", vec![7u8; 4096])]);
+        for view in [None, Some("1")] {
+            if let Ok(chain) = open_files(&files, "m.qcow2", view) {
+                let size = chain.virtual_size();
+                let mut entries = Vec::new();
+                let _ = chain.map(0, size.min(64 << 20), &mut entries);
+                let _ = chain.top().check();
+                let _ = chain.top().host_map(100);
+                let _ = chain.top().header_fields();
+                let _ = chain.top().regions();
+                let mut buf = vec![0u8; 3 * cs as usize];
+                if size >= buf.len() as u64 {
+                    let _ = chain.read(0, &mut buf);
+                    let _ = chain.read(size - buf.len() as u64, &mut buf);
+                }
+                let _ = crate::report::Report::new(&chain);
+            }
+        }
+    }
+}
