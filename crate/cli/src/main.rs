@@ -17,6 +17,7 @@ use diskscope_core::Chain;
 
 mod delta;
 mod native;
+mod snapshot;
 mod text;
 use native::{DirResolver, HostFile};
 
@@ -50,6 +51,9 @@ enum Command {
         image: PathBuf,
         #[arg(short = 'f', long = "format")]
         format: Option<String>,
+        /// Map an internal snapshot (qcow2): SNAPSHOT (ID or name), snapshot.name=N or snapshot.id=I.
+        #[arg(short = 'l')]
+        snapshot: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -73,6 +77,10 @@ enum Command {
         /// Show progress even when stderr is not a terminal.
         #[arg(short = 'p')]
         progress: bool,
+        /// Convert an internal snapshot (qcow2), as qemu-img convert -l: SNAPSHOT (ID or
+        /// name), snapshot.name=N or snapshot.id=I.
+        #[arg(short = 'l')]
+        snapshot: Option<String>,
     },
     /// Compare what two disks contain; exit 0 identical, 1 different, 2 error.
     /// A file in no known format is compared as raw, as qemu-img does.
@@ -164,14 +172,15 @@ fn run(cli: Cli) -> Result<u8> {
             report.top.filename = image.display().to_string();
             let versions = diskscope_core::delta::histogram(chain.top())?;
             if json {
-                delta::info_json(&mut out, &report, versions.as_ref())?;
+                snapshot::info_json(&mut out, chain.top(), |w| delta::info_json(w, &report, versions.as_ref()))?;
             } else {
                 text::info(&mut out, &report)?;
+                snapshot::info_text(&mut out, chain.top())?;
                 delta::histogram(&mut out, versions.as_ref())?;
             }
         }
-        Command::Map { image, format, json } => {
-            let chain = open(&image, format.as_deref())?;
+        Command::Map { image, format, json, snapshot } => {
+            let chain = snapshot::open(&image, format.as_deref(), snapshot.as_deref(), OPTIONS.get_or_init(Default::default))?;
             let mut entries: Vec<MapEntry> = Vec::new();
             chain.for_each_entry(|e| {
                 entries.push(*e);
@@ -199,11 +208,11 @@ fn run(cli: Cli) -> Result<u8> {
             }
             return Ok(result.exit_code() as u8);
         }
-        Command::Convert { image, output, format, output_format, progress } => {
+        Command::Convert { image, output, format, output_format, progress, snapshot } => {
             if output_format != "raw" {
                 bail!("only raw output is supported (-O raw)");
             }
-            let chain = open(&image, format.as_deref())?;
+            let chain = snapshot::open(&image, format.as_deref(), snapshot.as_deref(), OPTIONS.get_or_init(Default::default))?;
             let size = chain.virtual_size();
             let file = OpenOptions::new()
                 .write(true)

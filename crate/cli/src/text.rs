@@ -150,6 +150,13 @@ pub fn check_json(out: &mut dyn Write, image: &Path, format: &str, r: &CheckResu
     if r.leaks > 0 {
         v["leaks"] = r.leaks.into();
     }
+    // qcow2's extra keys, left out when zero as qemu-img does.
+    if let Some(end) = r.image_end_offset.filter(|&e| e > 0) {
+        v["image-end-offset"] = end.into();
+    }
+    if r.compressed_clusters > 0 {
+        v["compressed-clusters"] = r.compressed_clusters.into();
+    }
     serde_json::to_writer_pretty(&mut *out, &v)?;
     writeln!(out)?;
     Ok(())
