@@ -18,7 +18,7 @@ use crate::model::*;
 mod check;
 pub mod header;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod util;
 
 use header::{at, Header, HEADER_BYTES, SIGNATURE, TYPE_DIFF, TYPE_FIXED, VERSION_1_1};

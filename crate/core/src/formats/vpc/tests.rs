@@ -1,0 +1,335 @@
+//! VHD images written from the spec's tables by a writer kept here: fixed, dynamic, and a
+//! differencing chain (which qemu-img cannot make) with parent locators, UUIDs and correct
+//! checksums; read back through the chain, checked, and mutated at random to prove no
+//! input makes the reader panic.
+use alloc::{vec, vec::Vec};
+use proptest::prelude::*;
+
+use super::footer::{at, checksum};
+use crate::chain::Chain;
+use crate::formats::vdi::tests::Folder;
+use crate::testutil::Files;
+
+pub(crate) struct Writer {
+    pub file: Vec<u8>,
+    pub block: u64,
+    bitmap: u64,
+    bat_at: usize,
+    entries: usize,
+    footer: Vec<u8>,
+}
+
+fn put(b: &mut [u8], at: usize, v: &[u8]) {
+    b[at..at + v.len()].copy_from_slice(v);
+}
+
+/// A footer as Hyper-V writes it ("win ": the size is current_size).
+pub(crate) fn footer(size: u64, disk_type: u32, data_offset: u64, uuid: [u8; 16], creator: &[u8; 4]) -> Vec<u8> {
+    let mut f = vec![0u8; 512];
+    put(&mut f, 0, b"conectix");
+    put(&mut f, at::FEATURES, &2u32.to_be_bytes());
+    put(&mut f, at::VERSION, &0x0001_0000u32.to_be_bytes());
+    put(&mut f, at::DATA_OFFSET, &data_offset.to_be_bytes());
+    put(&mut f, at::TIMESTAMP, &0x2000_0000u32.to_be_bytes());
+    put(&mut f, at::CREATOR_APP, creator);
+    put(&mut f, at::CREATOR_VERSION, &0x000a_0000u32.to_be_bytes());
+    put(&mut f, at::CREATOR_OS, b"Wi2k");
+    put(&mut f, at::ORIGINAL_SIZE, &size.to_be_bytes());
+    put(&mut f, at::CURRENT_SIZE, &size.to_be_bytes());
+    // A geometry that does not match current_size: only "vpc " and "qemu" images use it.
+    put(&mut f, at::CYLINDERS, &100u16.to_be_bytes());
+    f[at::HEADS] = 4;
+    f[at::SECTORS] = 17;
+    put(&mut f, at::DISK_TYPE, &disk_type.to_be_bytes());
+    put(&mut f, at::UUID, &uuid);
+    let c = checksum(&f, at::CHECKSUM);
+    put(&mut f, at::CHECKSUM, &c.to_be_bytes());
+    f
+}
+
+pub(crate) fn fixed(data: &[u8], uuid: [u8; 16]) -> Vec<u8> {
+    let mut f = data.to_vec();
+    f.extend(footer(data.len() as u64, 2, u64::MAX, uuid, b"win "));
+    f
+}
+
+/// A parent for a differencing writer: its UUID, its name, and the locators to store
+/// (platform code and the bytes of its data).
+pub(crate) struct Parent<'a> {
+    pub uuid: [u8; 16],
+    pub name: &'a str,
+    pub locators: Vec<([u8; 4], Vec<u8>)>,
+}
+
+pub(crate) fn utf16le(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+}
+
+impl Writer {
+    pub fn new(size: u64, block: u64, uuid: [u8; 16], parent: Option<Parent>) -> Writer {
+        let entries = size.div_ceil(block) as usize;
+        let bat_at = 1536usize;
+        let mut file = vec![0u8; bat_at + (entries * 4).next_multiple_of(512)];
+        file[bat_at..bat_at + entries * 4].fill(0xff);
+        let disk_type = if parent.is_some() { 4 } else { 3 };
+        let foot = footer(size, disk_type, 512, uuid, b"win ");
+        put(&mut file, 0, &foot);
+        let h = 512usize;
+        put(&mut file, h, b"cxsparse");
+        put(&mut file, h + 8, &u64::MAX.to_be_bytes());
+        put(&mut file, h + 16, &(bat_at as u64).to_be_bytes());
+        put(&mut file, h + 24, &0x0001_0000u32.to_be_bytes());
+        put(&mut file, h + 28, &(entries as u32).to_be_bytes());
+        put(&mut file, h + 32, &(block as u32).to_be_bytes());
+        if let Some(p) = parent {
+            put(&mut file, h + 40, &p.uuid);
+            put(&mut file, h + 56, &0x1fff_0000u32.to_be_bytes());
+            let name: Vec<u8> = p.name.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+            put(&mut file, h + 64, &name);
+            for (k, (code, data)) in p.locators.iter().enumerate() {
+                let off = file.len();
+                let space = data.len().next_multiple_of(512).max(512);
+                file.resize(off + space, 0);
+                put(&mut file, off, data);
+                let e = h + 576 + 24 * k;
+                put(&mut file, e, code);
+                put(&mut file, e + 4, &(space as u32).to_be_bytes());
+                put(&mut file, e + 8, &(data.len() as u32).to_be_bytes());
+                put(&mut file, e + 16, &(off as u64).to_be_bytes());
+            }
+        }
+        let c = checksum(&file[h..h + 1024], 36);
+        put(&mut file, h + 36, &c.to_be_bytes());
+        let bitmap = ((block / 512).div_ceil(8)).next_multiple_of(512);
+        Writer { file, block, bitmap, bat_at, entries, footer: foot }
+    }
+
+    pub fn entry(&self, i: usize) -> u32 {
+        u32::from_be_bytes(self.file[self.bat_at + 4 * i..self.bat_at + 4 * i + 4].try_into().unwrap())
+    }
+    pub fn set_entry(&mut self, i: usize, v: u32) {
+        let at = self.bat_at + 4 * i;
+        self.file[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Write `data` at guest offset `off` (sector-aligned, inside one block), setting the
+    /// bitmap bits of the sectors written.
+    pub fn write(&mut self, off: u64, data: &[u8]) {
+        let i = (off / self.block) as usize;
+        assert!(i < self.entries && off % 512 == 0 && data.len() % 512 == 0);
+        let mut e = self.entry(i);
+        if e == u32::MAX {
+            let at = self.file.len();
+            self.file.resize(at + (self.bitmap + self.block) as usize, 0);
+            e = (at / 512) as u32;
+            self.set_entry(i, e);
+        }
+        let bm = e as usize * 512;
+        let in_block = off % self.block;
+        for s in in_block / 512..(in_block + data.len() as u64) / 512 {
+            self.file[bm + (s / 8) as usize] |= 0x80 >> (s % 8);
+        }
+        let d = bm + self.bitmap as usize + in_block as usize;
+        self.file[d..d + data.len()].copy_from_slice(data);
+    }
+
+    /// The image with its end footer.
+    pub fn finish(&self) -> Vec<u8> {
+        let mut f = self.file.clone();
+        f.extend_from_slice(&self.footer);
+        f
+    }
+}
+
+fn read_all(c: &Chain) -> Vec<u8> {
+    let mut b = vec![0u8; c.virtual_size() as usize];
+    c.read(0, &mut b).unwrap();
+    b
+}
+
+#[test]
+fn footer_and_header_fields_have_their_offsets_and_values() {
+    let w = Writer::new(3 << 20, 1 << 20, [0x11; 16], None);
+    let c = Files::new([("a.vhd", w.finish())]).open("a.vhd").unwrap();
+    let fields = c.top().header_fields();
+    let get = |n: &str| fields.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("no field {} in {:?}", n, fields)).clone();
+    assert_eq!((get("cookie").offset, get("cookie").size, get("cookie").value.as_str()), (0, 8, "\"conectix\""));
+    assert_eq!((get("data_offset").offset, get("data_offset").value.as_str()), (16, "512"));
+    assert_eq!(get("timestamp").value, "536870912 = 2017-01-04 18:48:32 UTC");
+    assert_eq!(get("creator_application").value, "\"win \"");
+    assert_eq!((get("current_size").offset, get("current_size").value.as_str()), (48, "3 MiB (3145728 bytes)"));
+    assert_eq!(get("disk_geometry").value, "100 cylinders, 4 heads, 17 sectors/track = 6800 sectors (3400 KiB (3481600 bytes))");
+    assert_eq!((get("disk_type").offset, get("disk_type").value.as_str()), (60, "3 = dynamic"));
+    assert!(get("checksum").value.ends_with("(correct)"), "{}", get("checksum").value);
+    assert_eq!(get("unique_id").value, "11111111-1111-1111-1111-111111111111");
+    assert_eq!((get("table_offset").offset, get("table_offset").value.as_str()), (512 + 16, "1536"));
+    assert_eq!((get("max_table_entries").offset, get("max_table_entries").value.as_str()), (512 + 28, "3"));
+    assert_eq!(get("block_size").value, "1 MiB (1048576 bytes)");
+    assert!(get("header checksum").value.ends_with("(correct)"));
+    assert_eq!(get("footer at the end").value, "identical to the footer at 0");
+    let i = c.top().info();
+    assert_eq!((i.format, i.virtual_size, i.cluster_size), ("vpc", 3 << 20, 1 << 20));
+    assert_eq!(c.top().identity().as_deref(), Some("vhd-uuid:11111111-1111-1111-1111-111111111111"));
+    let r = c.top().check().unwrap();
+    assert_eq!((r.corruptions, r.leaks), (0, 0), "{:?}", r.findings);
+}
+
+#[test]
+fn the_size_rule_follows_the_creator() {
+    // "qemu" and "vpc " images are as large as their geometry; others as current_size.
+    let mut f = footer(3481600 + 4096, 2, u64::MAX, [1; 16], b"qemu");
+    let mut img = vec![7u8; 3481600 + 4096];
+    img.append(&mut f);
+    let c = Files::new([("f.vhd", img.clone())]).open("f.vhd").unwrap();
+    assert_eq!(c.virtual_size(), 3481600);
+    let n = img.len();
+    img[n - 512 + at::CREATOR_APP..n - 512 + at::CREATOR_APP + 4].copy_from_slice(b"wa\0\0");
+    let c = checksum(&img[n - 512..], at::CHECKSUM);
+    img[n - 512 + at::CHECKSUM..n - 512 + at::CHECKSUM + 4].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(Files::new([("f.vhd", img)]).open("f.vhd").unwrap().virtual_size(), 3481600 + 4096);
+}
+
+#[test]
+fn fixed_disks_are_probed_by_their_footer_at_the_end() {
+    // The disk's first bytes look like a QED header: the footer at the end decides.
+    let mut data = vec![0u8; 1 << 20];
+    data[..4].copy_from_slice(b"QED\0");
+    data[5000] = 9;
+    let img = fixed(&data, [2; 16]);
+    let c = Files::new([("f.vhd", img)]).open("f.vhd").unwrap();
+    assert_eq!((c.top().info().format, c.top().info().variant.as_str()), ("vpc", "VHD fixed"));
+    assert_eq!(read_all(&c), data);
+    assert_eq!(c.top().check().unwrap().corruptions, 0);
+}
+
+#[test]
+fn dynamic_bitmaps_decide_what_is_stored() {
+    let (size, block) = (4u64 << 20, 1u64 << 20);
+    let mut w = Writer::new(size, block, [3; 16], None);
+    let mut model = vec![0u8; size as usize];
+    for (off, len, fill) in [(0u64, 512usize, 1u8), (4096, 8192, 2), (block + 512 * 9, 512 * 3, 3), (3 * block + block - 512, 512, 4)] {
+        w.write(off, &vec![fill; len]);
+        model[off as usize..off as usize + len].fill(fill);
+    }
+    // Bytes stored under a clear bit are not data: the spec says the sector reads as zeros.
+    let bm = w.entry(1) as usize * 512;
+    let junk = bm + 512 + 512 * 100;
+    w.file[junk..junk + 512].fill(0xee);
+    let c = Files::new([("d.vhd", w.finish())]).open("d.vhd").unwrap();
+    assert_eq!(read_all(&c), model);
+    let mut entries = Vec::new();
+    c.map(block, block, &mut entries).unwrap();
+    let kinds: Vec<_> = entries.iter().map(|e| (e.start - block, e.length, e.data, e.zero)).collect();
+    assert_eq!(kinds, [(0, 4608, false, true), (4608, 1536, true, false), (6144, block - 6144, false, true)]);
+    let r = c.top().check().unwrap();
+    assert_eq!(r.corruptions, 0, "{:?}", r.findings);
+    assert!(r.findings.iter().any(|f| f.code == "unwritten-sectors"), "{:?}", r.findings);
+}
+
+/// child.vhd (differencing, locators W2ru and W2ku) over base.vhd (dynamic): sectors the
+/// child's bitmaps mark come from the child, the rest from the parent.
+fn chain_files() -> (Files, Vec<u8>) {
+    chain_of(1 << 20)
+}
+
+/// The chain of [`chain_files`] with blocks of `block` bytes (three blocks).
+fn chain_of(block: u64) -> (Files, Vec<u8>) {
+    let size = 3 * block;
+    let mut base = Writer::new(size, block, [0xba; 16], None);
+    let mut model = vec![0u8; size as usize];
+    for (off, len, fill) in [(0u64, block as usize, 0x10u8), (2 * block, 4096, 0x20)] {
+        base.write(off, &vec![fill; len]);
+        model[off as usize..off as usize + len].fill(fill);
+    }
+    let parent = Parent {
+        uuid: [0xba; 16],
+        name: "base.vhd",
+        locators: vec![(*b"W2ku", utf16le("C:\\VMs\\disks\\base.vhd")), (*b"W2ru", utf16le(".\\base.vhd"))],
+    };
+    let mut child = Writer::new(size, block, [0xc1; 16], Some(parent));
+    for (off, len, fill) in [(512u64, 1024usize, 0x31u8), (2 * block + 8192, 512, 0x32)] {
+        child.write(off, &vec![fill; len]);
+        model[off as usize..off as usize + len].fill(fill);
+    }
+    (Files::new([("child.vhd", child.finish()), ("base.vhd", base.finish())]), model)
+}
+
+#[test]
+fn a_differencing_chain_reads_child_over_parent() {
+    let (files, model) = chain_files();
+    let c = files.open("child.vhd").unwrap();
+    assert_eq!(c.layers.len(), 2, "{:?}", c.broken);
+    assert_eq!(c.top().info().backing.as_ref().unwrap().name, "base.vhd");
+    assert!(c.findings.is_empty(), "the parent's UUID matches: {:?}", c.findings);
+    assert_eq!(read_all(&c), model);
+    let fields = c.top().header_fields();
+    let loc = fields.iter().find(|f| f.name == "parent_locator[0] data").unwrap();
+    assert_eq!(loc.value, "\"C:\\\\VMs\\\\disks\\\\base.vhd\"");
+    assert_eq!(c.top().backing_identity().as_deref(), Some("vhd-uuid:babababa-baba-baba-baba-babababababa"));
+    let r = c.top().check().unwrap();
+    assert_eq!((r.corruptions, r.leaks), (0, 0), "{:?}", r.findings);
+}
+
+#[test]
+fn a_parent_with_another_uuid_is_reported_and_a_renamed_one_found_by_uuid() {
+    let (files, _) = chain_files();
+    let child = files.0["child.vhd"].clone();
+    let base = files.0["base.vhd"].clone();
+    // A different disk under the parent's name.
+    let impostor = Writer::new(3 << 20, 1 << 20, [0x99; 16], None).finish();
+    let c = Files::new([("child.vhd", child.clone()), ("base.vhd", impostor)]).open("child.vhd").unwrap();
+    assert!(c.findings.iter().any(|f| f.code == "parent-identity-mismatch"), "{:?}", c.findings);
+    // The parent renamed: no locator resolves, the UUID finds it.
+    let c = Folder(Files::new([("child.vhd", child), ("renamed.vhd", base)])).open("child.vhd").unwrap();
+    assert_eq!(c.layers.len(), 2, "{:?}", c.broken);
+    assert_eq!(c.layers[1].name, "renamed.vhd");
+}
+
+#[test]
+fn damaged_footers_and_blocks_are_reported() {
+    let mut w = Writer::new(2 << 20, 1 << 20, [5; 16], None);
+    w.write(0, &[1; 512]);
+    let mut img = w.finish();
+    // The copy at 0 damaged: the end footer is used, and check says so.
+    img[at::CURRENT_SIZE] ^= 0xff;
+    let c = Files::new([("d.vhd", img.clone())]).open("d.vhd").unwrap();
+    assert_eq!(c.top().header_fields().iter().find(|f| f.name == "cookie").unwrap().offset, img.len() as u64 - 512);
+    let r = c.top().check().unwrap();
+    assert!(r.findings.iter().any(|f| f.code == "footer-copy-damaged"), "{:?}", r.findings);
+    // A BAT entry past the end of the file: invalid mapping naming the entry.
+    img[at::CURRENT_SIZE] ^= 0xff;
+    img[1536 + 4..1536 + 8].copy_from_slice(&0x00ff_0000u32.to_be_bytes());
+    let c = Files::new([("d.vhd", img)]).open("d.vhd").unwrap();
+    let mut buf = vec![0u8; 512];
+    let e = c.read(1 << 20, &mut buf).unwrap_err();
+    assert!(matches!(e, crate::Error::CorruptMapping { offset: 1540, .. }), "{:?}", e);
+    let r = c.top().check().unwrap();
+    assert!(r.findings.iter().any(|f| f.code == "block-past-end" && f.offset == Some(1540)), "{:?}", r.findings);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+    #[test]
+    fn mutated_images_never_panic(muts in prop::collection::vec((0usize..4096, any::<u64>()), 1..8), tail in any::<bool>()) {
+        let (files, _) = chain_of(65536);
+        let mut f = files.0["child.vhd"].clone();
+        let n = f.len();
+        for (at, v) in muts {
+            let at = if tail { n - 512 + at % 504 } else { at.min(n - 8) };
+            f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let files = Files::new([("child.vhd", f), ("base.vhd", files.0["base.vhd"].clone())]);
+        if let Ok(chain) = files.open("child.vhd") {
+            let size = chain.virtual_size();
+            let mut entries = Vec::new();
+            let _ = chain.map(0, size.min(64 << 20), &mut entries);
+            let _ = chain.top().check();
+            let mut buf = vec![0u8; 4096];
+            if size >= 4096 {
+                let _ = chain.read(0, &mut buf);
+                let _ = chain.read(size - 4096, &mut buf);
+            }
+            let _ = crate::report::Report::new(&chain);
+        }
+    }
+}
