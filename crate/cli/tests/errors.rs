@@ -102,3 +102,21 @@ fn qcow2_backing_file_is_read_or_reported_clearly() {
     let without_name = r.stderr.replace("base.qcow2", "");
     assert!(without_name.to_lowercase().contains("qcow2"), "the message should name the format it cannot read (qcow2):\n{}", r.stderr);
 }
+
+/// qemu-img creates table_size=1 QED images it then cannot open (its table check treats a
+/// one-cluster table as an overflow). We read them, byte-identical to what they hold, and
+/// say why QEMU refuses them.
+#[test]
+fn table_size_one_is_read_and_qemus_refusal_explained() {
+    let d = Scratch::new();
+    let img = d.path("t1.qed");
+    qemu(&d, "qemu-img", &[&"create", &"-q", &"-f", &"qed", &"-o", &"table_size=1,cluster_size=4096", &img, &"16M"]).ok();
+    let q = qemu(&d, "qemu-img", &[&"info", &img]);
+    assert_ne!(q.code, Some(0), "qemu-img now opens table_size=1 images: this test's premise changed\n{}", q.all());
+    assert!(q.stderr.contains("QED table offset is invalid"), "{}", q.stderr);
+    let c = diskscope(&[&"check", &"--json", &img]).ok().json();
+    let codes: Vec<String> = c["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap().to_string()).collect();
+    assert!(codes.contains(&"qemu-refuses-table-size-1".to_string()), "{:?}", codes);
+    let m = diskscope(&[&"map", &"--json", &img]).ok().json();
+    assert_eq!(m[0]["length"], 16 * MIB, "an empty 16 MiB disk is one unallocated run: {}", m);
+}

@@ -51,6 +51,11 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
         r.add(finding(q, Severity::Info, "need-check", 16, 8, None, String::from(
             "NEED_CHECK is set: the image was not closed cleanly. QEMU checks it when it next opens it read-write.")));
     }
+    if q.header.table_size.get() == 1 {
+        r.add(finding(q, Severity::Warning, "qemu-refuses-table-size-1", 8, 4, None, String::from(
+            "table_size is 1: QEMU cannot open this image (\"QED table offset is invalid\"), because its overflow check \
+             counts a one-cluster table as wrapping around. The layout is valid and diskscope reads it.")));
+    }
     if q.file.size() % cluster != 0 {
         r.add(finding(q, Severity::Info, "file-size-unaligned", q.file_size, q.file.size() - q.file_size, None, format!(
             "the file ends {} bytes into a cluster; QEMU ignores the partial cluster", q.file.size() - q.file_size)));
