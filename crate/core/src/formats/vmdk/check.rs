@@ -348,7 +348,7 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
             let gt = match s.gt_at(i) {
                 Ok(None) => {
                     if rgd.as_ref().is_some_and(|r| r.get(i as usize).is_some_and(|&x| x != 0)) {
-                        c.add(Severity::Warning, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0) + i * 4, 4, Some(e.start + g0), format!(
+                        c.add(Severity::Warning, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start + g0), format!(
                             "grain directory entry {} is empty, but the redundant directory names a table", i));
                     }
                     continue;
@@ -366,7 +366,7 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
             if let Some(r) = &rgd {
                 let rs = r.get(i as usize).copied().unwrap_or(0) as u64 * SECTOR;
                 if rs == 0 || rs + s.gt_bytes() > s.file_size {
-                    c.add(Severity::Corruption, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0) + i * 4, 4, Some(e.start + g0), format!(
+                    c.add(Severity::Corruption, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start + g0), format!(
                         "the redundant grain directory has no usable copy of grain table {}", i));
                 } else {
                     meta.push((rs, s.gt_bytes(), "a redundant grain table"));

@@ -316,9 +316,15 @@ impl Vmdk {
         if at >= span.0 && at.saturating_add(need) <= span.1 {
             return;
         }
-        let len = READ_AHEAD.min(f.size().saturating_sub(at));
-        f.prefetch(&mut [(at, len)]);
-        *span = (at, at + len);
+        // Aligned windows, so grains stored out of guest order come back to a span the
+        // cache already holds; a grain across a window's end starts its own window.
+        let aligned = at / READ_AHEAD * READ_AHEAD;
+        let start = if at.saturating_add(need) <= aligned + READ_AHEAD { aligned } else { at };
+        let end = start.saturating_add(READ_AHEAD).min(f.size());
+        if end > start {
+            f.prefetch(&mut [(start, end - start)]);
+        }
+        *span = (start, end);
     }
 
     /// The sparse extent of file 0, for regions and records.

@@ -715,3 +715,57 @@ fn descriptor_kinds_cover_the_line_types() {
     assert!(matches!(d.lines[3].kind, LineKind::Extent(_)));
     assert!(matches!(d.lines[4].kind, LineKind::Other));
 }
+
+/// Counts the reads that reach the file (the browser pays about 1.5 ms for each).
+struct Counting(crate::io::MemFile, core::cell::Cell<usize>);
+
+impl crate::io::ReadAt for Counting {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> crate::error::Result<()> {
+        self.1.set(self.1.get() + 1);
+        self.0.read_at(offset, buf)
+    }
+}
+
+/// Grain tables come in few large reads, and compressed grains are read ahead in large
+/// spans, never one read per grain.
+#[test]
+fn tables_and_compressed_grains_are_read_in_few_large_reads() {
+    use alloc::sync::Arc;
+    // 256 MiB: 128 grain tables; grains scattered over the disk.
+    let cap = 256 << 20;
+    let d = descriptor(1, 0xffff_ffff, "monolithicSparse", None, &[]);
+    let mut w = SparseWriter::new(cap, 128, false, false, &d);
+    for g in (0..cap / 65536).step_by(37) {
+        w.write_grain(g * 65536, &[g as u8 | 1; 512]);
+    }
+    let f = Arc::new(Counting(crate::io::MemFile(w.file.clone()), core::cell::Cell::new(0)));
+    let c = Chain::open("t.vmdk", f.clone(), None, &Files::default()).unwrap();
+    let opened = f.1.get();
+    let n = entries(&c).len();
+    assert!(n > 100);
+    let mapped = f.1.get() - opened;
+    assert!(mapped <= 3, "mapping 128 grain tables took {} reads", mapped);
+    let before = f.1.get();
+    c.top().check().unwrap();
+    assert!(f.1.get() - before <= 4, "check took {} reads", f.1.get() - before);
+
+    // 16 MiB of compressed grains (256 of them), read whole as convert reads them.
+    let (w, model) = random_sparse(16 << 20, true, false, 21);
+    let f = Arc::new(Counting(crate::io::MemFile(w.file.clone()), core::cell::Cell::new(0)));
+    let c = Chain::open("s.vmdk", f.clone(), None, &Files::default()).unwrap();
+    let before = f.1.get();
+    let mut got = vec![0u8; 16 << 20];
+    for (i, chunk) in got.chunks_mut(4 << 20).enumerate() {
+        c.read(i as u64 * (4 << 20), chunk).unwrap();
+    }
+    assert!(got == model);
+    let reads = f.1.get() - before;
+    let spans = w.file.len().div_ceil(8 << 20);
+    assert!(reads <= 2 * spans + 4, "{} reads for {} bytes of compressed grains", reads, w.file.len());
+    let before = f.1.get();
+    assert_eq!(c.top().check().unwrap().exit_code(), 0);
+    assert!(f.1.get() - before <= 2 * spans + 4, "check took {} reads", f.1.get() - before);
+}
