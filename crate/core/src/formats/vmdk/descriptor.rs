@@ -11,6 +11,8 @@ use crate::model::{Field, Severity};
 
 /// Longest line kept as it is; longer ones are cut (and reported).
 const MAX_LINE: usize = 4096;
+/// Most lines read: room for the most extents a descriptor may list, and the usual keys.
+pub const MAX_LINES: usize = 16384;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtentLine {
@@ -147,6 +149,11 @@ impl Descriptor {
         let mut d = Descriptor { lines: Vec::new(), problems: Vec::new(), text_len: text_len as u64 };
         let mut p = 0usize;
         while p < text.len() {
+            if d.lines.len() == MAX_LINES {
+                d.problems.push(problem(Severity::Warning, "descriptor-lines", p as u64, (text.len() - p) as u64, format!(
+                    "the descriptor has more than {} lines; the rest is not read", MAX_LINES)));
+                break;
+            }
             let end = text[p..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| p + i);
             let mut raw = &text[p..end];
             if let Some(r) = raw.strip_suffix(b"\r") {

@@ -391,7 +391,10 @@ impl Sparse {
         } else {
             (GrainMarker { lba: None, size: grain }, at, grain)
         };
-        let mut input = vec![0u8; len as usize];
+        // Only bytes the file has (bounded by the file, not by the marker). QEMU reads zeros
+        // past the end; a stream that would need them is reported as cut short here.
+        let have = file.size().saturating_sub(data_at).min(len);
+        let mut input = vec![0u8; have as usize];
         read_clipped(file, data_at, &mut input).map_err(|e| format!("{}", e))?;
         match codec::decode(Codec::Zlib, &input, out) {
             Ok(Fill::Exact) => Ok(marker),

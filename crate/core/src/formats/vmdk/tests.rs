@@ -769,3 +769,10 @@ fn tables_and_compressed_grains_are_read_in_few_large_reads() {
     assert_eq!(c.top().check().unwrap().exit_code(), 0);
     assert!(f.1.get() - before <= 2 * spans + 4, "check took {} reads", f.1.get() - before);
 }
+
+#[test]
+fn a_descriptor_of_many_lines_is_bounded() {
+    let d = Descriptor::parse(&vec![b'\n'; 1 << 20]);
+    assert_eq!(d.lines.len(), super::descriptor::MAX_LINES);
+    assert_eq!(d.problems.last().map(|p| p.code), Some("descriptor-lines"));
+}
