@@ -391,7 +391,8 @@ impl Image for Qcow {
             }
             fresh
         };
-        mark(&mut used, 0, self.l1_offset.max(HEADER_BYTES).saturating_add(self.l1.len() as u64 * 8), SHARED);
+        let l1_end = self.l1_offset.max(HEADER_BYTES).saturating_add(self.l1.len() as u64 * 8);
+        mark(&mut used, 0, l1_end, SHARED);
         if let Some(b) = &self.info.backing {
             mark(&mut used, b.offset, b.name.len() as u64, SHARED);
         }
@@ -445,6 +446,14 @@ impl Image for Qcow {
                         }
                     }
                 }
+            }
+        }
+        // QEMU writes the L1 table in whole sectors: its zero tail may reach into the next
+        // (small) cluster, which is then no leak.
+        let tail = self.l1_offset.saturating_add((self.l1.len() as u64 * 8).next_multiple_of(512));
+        for c in l1_end / cluster..tail.div_ceil(cluster).min(n) {
+            if used[c as usize] == 0 {
+                used[c as usize] = SHARED;
             }
         }
         let mut c = 0;
