@@ -28,6 +28,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    #[allow(clippy::too_many_arguments)]
     fn add(&mut self, severity: Severity, code: &'static str, file: &str, offset: u64, length: u64, guest: Option<u64>, message: String) {
         self.r.add(Finding { severity, code, file: String::from(file), offset: Some(offset), length, guest, message });
     }
@@ -190,8 +191,7 @@ fn ids(c: &mut Ctx) {
             c.add(Severity::Info, "cid-equals-parent", &v.name, at, len, None, String::from("CID equals parentCID: this disk has not been written since it was made from its parent"));
         }
     }
-    if hint.is_some() && v.info.backing.is_none() {
-        let (_, i, _) = hint.expect("checked");
+    if let (Some((_, i, _)), None) = (hint, &v.info.backing) {
         let (at, len) = line(i);
         c.add(Severity::Warning, "parent-name-empty", &v.name, at, len, None, String::from("parentFileNameHint is empty: no parent is read"));
     }

@@ -194,6 +194,8 @@ impl Vmdk {
         }
         let key = found.as_ref().map(|(k, _)| k.clone());
         self.file_names.push(key.clone().unwrap_or_else(|| String::from(name)));
+        // Cached like the chain caches file 0 (single-threaded, as the whole core is).
+        #[allow(clippy::arc_with_non_send_sync)]
         self.files.push(found.map(|(_, f)| Arc::new(CachedFile::new(f)) as Arc<dyn ReadAt>));
         self.info.companions.push(Companion { role: "extent file", name: String::from(name), offset: name_at, found: key });
         self.info.companions.len() as u16
