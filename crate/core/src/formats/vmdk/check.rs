@@ -227,7 +227,18 @@ fn extent(c: &mut Ctx, e: &Ext) -> Result<()> {
                     end, f.size(), short.min(e.length)));
             }
         }
-        ExtKind::Sparse(s) => sparse_extent(c, e, s)?,
+        ExtKind::Sparse(s) => {
+            let said = e.line.and_then(|i| match &v.desc.as_ref()?.lines[i].kind {
+                super::descriptor::LineKind::Extent(x) => x.sectors,
+                _ => None,
+            });
+            if !v.mono && said.is_some_and(|n| n.checked_mul(SECTOR) != Some(s.capacity)) {
+                c.add(Severity::Warning, "extent-size-mismatch", &v.name, line_at, line_len, guest, format!(
+                    "the extent line says {} sectors, but its file's header says {} sectors; the header's value is used (as QEMU does), so every later extent starts elsewhere than the lines suggest",
+                    said.unwrap_or(0), s.capacity / SECTOR));
+            }
+            sparse_extent(c, e, s)?
+        }
     }
     Ok(())
 }

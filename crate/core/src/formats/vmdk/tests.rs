@@ -441,7 +441,18 @@ fn split_sparse_extents_and_a_missing_one() {
     assert!(e.iter().any(|e| e.start == 1 << 20 && e.data && e.file == 2 && e.offset == Some(b.file.len() as u64 - 65536)));
     let fields = c.top().header_fields();
     assert!(fields.iter().any(|f| f.name == "t-s002.vmdk: capacity"));
-    assert_eq!(c.top().check().unwrap().exit_code(), 0);
+    let r = c.top().check().unwrap();
+    assert_eq!(r.exit_code(), 0);
+    assert!(r.findings.iter().all(|f| f.severity == Severity::Info), "{:?}", r.findings);
+
+    // A line that disagrees with its file's header: the header wins, and check says so.
+    let d2 = d.replace("RW 2048 SPARSE \"t-s001.vmdk\"", "RW 1024 SPARSE \"t-s001.vmdk\"");
+    let f2 = Files::new([("t.vmdk", d2.clone().into_bytes()), ("t-s001.vmdk", a.file.clone()), ("t-s002.vmdk", b.file.clone())]);
+    let c2 = f2.open("t.vmdk").unwrap();
+    assert_eq!(c2.virtual_size(), 2 << 20);
+    let r = c2.top().check().unwrap();
+    let f = r.findings.iter().find(|f| f.code == "extent-size-mismatch").expect("a size mismatch");
+    assert_eq!(f.offset, Some(d2.find("RW 1024").unwrap() as u64));
 
     files.0.remove("t-s002.vmdk");
     let c = files.open("t.vmdk").unwrap();
