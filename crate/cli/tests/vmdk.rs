@@ -501,3 +501,24 @@ fn stored_zlib(data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&((b << 16) | a).to_be_bytes());
     out
 }
+
+/// A chain across formats: a qcow2 overlay over a VMDK base (sparse, and stream-optimized
+/// with compressed grains), each written at random.
+#[test]
+fn qcow2_over_a_vmdk_base() {
+    let d = Scratch::new();
+    let mut rng = Rng::new(0x9c02_0001);
+    let pattern = pattern_file(&d, &mut rng);
+    let size = 4 * MIB + 512;
+    vmdk(&d, "sparse-base.vmdk", size, "monolithicSparse", false, None);
+    qemu_io(&d, "vmdk", "sparse-base.vmdk", &random_commands(&mut rng, size, GRAIN, &pattern, mix(60)));
+    raw(&d, "src.raw", size);
+    qemu_io(&d, "raw", "src.raw", &random_commands(&mut rng, size, GRAIN, &pattern, Mix { writes: 60, max_sectors: 200, zeroes: false, discards: false }));
+    qemu(&d, "qemu-img", &[&"convert", &"-O", &"vmdk", &"-o", &"subformat=streamOptimized", &"src.raw", &"stream-base.vmdk"]).ok();
+    for base in ["sparse-base.vmdk", "stream-base.vmdk"] {
+        let top = format!("over-{}.qcow2", base);
+        create(&d, &top, size, Create { fmt: "qcow2", cluster: None, table_size: None, backing: Some((base, "vmdk")) });
+        qemu_io(&d, "qcow2", &top, &random_commands(&mut rng, size, GRAIN, &pattern, mix(40)));
+        matches_qemu(&d, &d.path(&top), &top);
+    }
+}
