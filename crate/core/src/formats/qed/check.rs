@@ -116,7 +116,7 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
                 continue;
             }
             r.allocated_clusters += 1;
-            if last_offset != 0 && last_offset + cluster != e {
+            if last_offset != 0 && last_offset.wrapping_add(cluster) != e {
                 r.fragmented_clusters += 1;
             }
             last_offset = e;

@@ -1,0 +1,8 @@
+//! See exercise.rs: `chain`.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+#[path = "exercise.rs"]
+mod exercise;
+
+fuzz_target!(|data: &[u8]| exercise::chain(data));

@@ -1,0 +1,8 @@
+//! See exercise.rs: `codec`.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+#[path = "exercise.rs"]
+mod exercise;
+
+fuzz_target!(|data: &[u8]| exercise::codec(data));

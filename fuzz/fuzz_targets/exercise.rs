@@ -1,0 +1,99 @@
+//! What each fuzz target does with its input, shared with the regression test
+//! (crate/core/tests/fuzz_regressions.rs) so every saved crash input is replayed by
+//! `cargo test`. Each function does everything the page and the CLI do with an image.
+use std::sync::Arc;
+
+use diskscope_core::codec::{decode, Codec};
+use diskscope_core::{io::MemFile, map::MapEntry, report::Report, Chain, ReadAt, Resolver};
+
+const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+
+/// Files cut from an input; names resolve by their last path component.
+struct Files(Vec<Vec<u8>>);
+
+impl Files {
+    fn get(&self, i: usize) -> (String, Arc<dyn ReadAt>) {
+        (String::from(NAMES[i]), Arc::new(MemFile(self.0[i].clone())))
+    }
+}
+
+impl Resolver for Files {
+    fn resolve(&self, name: &str, _: &str) -> Option<(String, Arc<dyn ReadAt>)> {
+        let base = name.rsplit('/').next()?;
+        NAMES.iter().position(|n| *n == base).filter(|&i| i < self.0.len()).map(|i| self.get(i))
+    }
+    fn candidates(&self, _: &str) -> Vec<(String, Arc<dyn ReadAt>)> {
+        (0..self.0.len()).map(|i| self.get(i)).collect()
+    }
+}
+
+/// One file: the first byte picks the probe (0) or a format by name, the rest is the file.
+pub fn inspect(data: &[u8]) {
+    let Some((&pick, bytes)) = data.split_first() else { return };
+    let drivers = diskscope_core::formats::DRIVERS;
+    let format = match pick as usize % (drivers.len() + 1) {
+        0 => None,
+        i => Some(drivers[i - 1].name),
+    };
+    let files = Files(vec![bytes.to_vec()]);
+    let (name, top) = files.get(0);
+    if let Ok(chain) = Chain::open(&name, top, format, &files) {
+        exercise(&chain);
+    }
+}
+
+/// Up to four files cut at each "\n--\n", the first opened with the others as its possible
+/// backing, data and parent files: chains, companions, loops, identities.
+pub fn chain(data: &[u8]) {
+    let mut files: Vec<Vec<u8>> = Vec::new();
+    let mut rest = data;
+    while files.len() < 3 {
+        match rest.windows(4).position(|w| w == b"\n--\n") {
+            Some(i) => {
+                files.push(rest[..i].to_vec());
+                rest = &rest[i + 4..];
+            }
+            None => break,
+        }
+    }
+    files.push(rest.to_vec());
+    let files = Files(files);
+    let (name, top) = files.get(0);
+    if let Ok(chain) = Chain::open(&name, top, None, &files) {
+        exercise(&chain);
+    }
+}
+
+/// Three bytes pick the codec and an output size from 1 byte to 2 MiB; the rest is input.
+pub fn codec(data: &[u8]) {
+    let Some((&[c, s1, s2], input)) = data.split_first_chunk::<3>() else { return };
+    let codec = [Codec::Deflate, Codec::Zlib, Codec::Zstd][c as usize % 3];
+    let size = 1 + ((s1 as usize) << 8 | s2 as usize) * 32;
+    let mut out = vec![0u8; size];
+    let _ = decode(codec, input, &mut out);
+}
+
+fn exercise(chain: &Chain) {
+    let _ = Report::new(chain);
+    let _ = chain.cells(4096);
+    for layer in &chain.layers {
+        let _ = layer.image.check();
+        let _ = layer.image.records();
+        let _ = layer.image.block_versions(0, 1 << 20);
+        let _ = diskscope_core::delta::histogram(&*layer.image);
+    }
+    let size = chain.virtual_size();
+    let mut entries: Vec<MapEntry> = Vec::new();
+    let _ = chain.map(0, size.min(1 << 30), &mut entries);
+    let mut parts = 0u32;
+    let _ = chain.plan(|_| {
+        parts += 1;
+        if parts > 100_000 { Err(diskscope_core::Error::Cancelled) } else { Ok(()) }
+    });
+    let mut buf = vec![0u8; 65536.min(size) as usize];
+    let _ = chain.read(0, &mut buf);
+    let _ = chain.read(size - buf.len() as u64, &mut buf);
+    let mid = size / 2 / 512 * 512;
+    let n = buf.len().min((size - mid) as usize);
+    let _ = chain.read(mid, &mut buf[..n]);
+}
