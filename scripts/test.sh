@@ -2,7 +2,7 @@
 # Every test, in order, stopping at the first failure: `npm test`.
 #   setup -> release CLI -> native Rust tests (core units, CLI against qemu-img; every test
 #   binary runs, then the stage fails if any failed)
-#   -> no_std proof -> web build -> browser tests (node:test)
+#   -> no_std proof -> short fuzzing pass -> web build -> browser tests (node:test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -41,6 +41,7 @@ step "release CLI: cargo build --release -p diskscope" cargo build --release -p 
 step "native tests: cargo test (core units; CLI against qemu-img)" native_tests
 step "no_std check: nostd-check for wasm32-unknown-unknown" \
     cargo build -p nostd-check --target wasm32-unknown-unknown --release
+step "fuzz: a short pass over every target (scripts/fuzz.sh)" bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 step "web build: npm run build" npm run --silent build
 step "browser tests: node --test tests/browser/" browser_tests
 
