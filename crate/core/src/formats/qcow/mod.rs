@@ -22,7 +22,7 @@ pub const MAGIC: [u8; 4] = *b"QFI\xfb";
 pub const HEADER_BYTES: u64 = 48;
 const OFLAG_COMPRESSED: u64 = 1 << 63;
 /// Guest bytes of compressed clusters whose data is prefetched in one go.
-const COMPRESSED_AHEAD: u64 = 4 << 20;
+const COMPRESSED_AHEAD: u64 = 16 << 20;
 
 pub static DRIVER: Driver = Driver { name: "qcow", probe, open };
 
@@ -207,6 +207,8 @@ impl Qcow {
                 let first = start.max(i * cover) - i * cover;
                 let last = end.min((i + 1) * cover) - i * cover;
                 let (a, b) = (first / self.cluster * 8, last.div_ceil(self.cluster) * 8);
+                // Small requests take some of the table ahead for the next ones.
+                let b = b.max((a + (64 << 10)).min(self.l2_bytes()));
                 ranges.push((l2 + a, b - a));
                 bytes += b - a;
                 if bytes as usize >= limits::SPAN_CACHE_BYTES / 2 {
@@ -341,16 +343,27 @@ impl Image for Qcow {
             if !matches!(self.kind(e, at, 0), Kind::Compressed { .. }) {
                 return Err(invalid(at, format!("guest offset {:#x} is not mapped by a valid compressed cluster entry", g)));
             }
-            // Prefetch the compressed data of the clusters ahead, in one coalesced read.
+            // Prefetch the compressed data of the clusters ahead, in a few coalesced reads.
             let (a, b) = self.ahead.get();
             if cs < a || cs >= b {
-                let end = (cs + COMPRESSED_AHEAD).min((i + 1) * cover).min(self.info.virtual_size.next_multiple_of(self.cluster));
+                let end = (cs + COMPRESSED_AHEAD).min(self.info.virtual_size.next_multiple_of(self.cluster));
                 self.ahead.set((cs, end));
-                if let Ok(entries) = self.read_l2(l2, k, (end - cs).div_ceil(self.cluster)) {
-                    let mut ranges: Vec<(u64, u64)> = entries.iter().filter(|&&e| e & OFLAG_COMPRESSED != 0).map(|&e| self.compressed_range(e))
-                        .map(|(o, l)| (o, l.min(self.file_size.saturating_sub(o)))).collect();
-                    self.file.prefetch(&mut ranges);
+                self.prefetch_l2(cs, end);
+                let mut ranges: Vec<(u64, u64)> = Vec::new();
+                let mut g = cs;
+                while g < end {
+                    let table_end = end.min((g / cover + 1) * cover);
+                    if let Ok(Some(t)) = self.l2_table(g / cover) {
+                        if let Ok(entries) = self.read_l2(t, g % cover / self.cluster, (table_end - g).div_ceil(self.cluster)) {
+                            ranges.extend(entries.iter().filter(|&&e| e & OFLAG_COMPRESSED != 0).map(|&e| self.compressed_range(e)));
+                        }
+                    }
+                    g = table_end;
                 }
+                for r in ranges.iter_mut() {
+                    r.1 = r.1.min(self.file_size.saturating_sub(r.0));
+                }
+                self.file.prefetch(&mut ranges);
             }
             if !matches!(&*self.decoded.borrow(), Some((key, _)) if *key == e) {
                 let (off, len) = self.compressed_range(e);

@@ -498,11 +498,20 @@ fn copied_flags(q: &Qcow2, r: &mut CheckResult, stored: &mut Refcounts) -> Resul
     let mut raw = crate::io::table_buf("L1 table", h.l1_size as u64 * 8)?;
     read_clipped(&*q.file, h.l1_table_offset, &mut raw)?;
     let cluster = q.cluster;
+    let tables: Vec<u64> = raw.chunks_exact(8).map(|c| be64(c, 0) & L1E_OFFSET_MASK).filter(|&o| o != 0 && o.saturating_add(cluster) <= q.file_size).collect();
+    let mut next_batch = 0;
     for (i, c) in raw.chunks_exact(8).enumerate() {
         let e = be64(c, 0);
         let l2 = e & L1E_OFFSET_MASK;
         if l2 == 0 {
             continue;
+        }
+        // The L2 tables again, in batches the cache can hold.
+        if tables.get(next_batch) == Some(&l2) {
+            let n = (limits::SPAN_CACHE_BYTES as u64 / 2 / cluster).max(1) as usize;
+            let mut batch: Vec<(u64, u64)> = tables[next_batch..].iter().take(n).map(|&o| (o, cluster)).collect();
+            next_batch += batch.len();
+            q.file.prefetch(&mut batch);
         }
         let at = h.l1_table_offset + i as u64 * 8;
         if let Some(rc) = stored.get(l2 / cluster) {

@@ -39,8 +39,10 @@ pub const OFLAG_ZERO: u64 = 1;
 
 /// L2 entries read per step: bounds memory for the largest (2 MiB) L2 tables.
 const L2_WINDOW: u64 = 1 << 16;
+/// L2 table bytes fetched at least, from the first entry a map needs.
+const L2_AHEAD_BYTES: u64 = 64 << 10;
 /// Guest bytes of compressed clusters whose data is prefetched in one go when converting.
-const COMPRESSED_AHEAD: u64 = 4 << 20;
+const COMPRESSED_AHEAD: u64 = 16 << 20;
 
 /// Where guest clusters are stored.
 pub(crate) enum DataFile {
@@ -520,6 +522,9 @@ impl Qcow2 {
                 let first = start.max(i * cover) - i * cover;
                 let last = end.min((i + 1) * cover) - i * cover;
                 let (a, b) = (first / self.cluster * self.eb, last.div_ceil(self.cluster) * self.eb);
+                // Small requests (reading a few clusters) take some of the table ahead, so
+                // the next ones are served from the same read.
+                let b = b.max((a + L2_AHEAD_BYTES).min(self.cluster));
                 ranges.push((l2 + a, b - a));
                 bytes += b - a;
                 if bytes as usize >= limits::SPAN_CACHE_BYTES / 2 {
@@ -546,21 +551,29 @@ impl Qcow2 {
         }
     }
 
-    /// Prefetch the compressed data of the clusters from `cs` on (same L2 table, a few MiB
-    /// of guest), so converting a compressed image reads its data in a few large reads.
+    /// Prefetch the compressed data of the clusters from `cs` on (a few MiB of guest), so
+    /// converting a compressed image reads its data in a few large reads.
     fn prefetch_compressed(&self, cs: u64) {
         let (a, b) = self.ahead.get();
         if cs >= a && cs < b {
             return;
         }
         let cover = self.l2_cover();
-        let end = (cs + COMPRESSED_AHEAD).min((cs / cover + 1) * cover).min(self.h.size.next_multiple_of(self.cluster));
+        let end = (cs + COMPRESSED_AHEAD).min(self.h.size.next_multiple_of(self.cluster));
         self.ahead.set((cs, end));
-        let Ok(Some(l2)) = self.l2_table(cs / cover) else { return };
-        let first = cs % cover / self.cluster;
-        let Ok(entries) = self.read_l2(l2, first, (end - cs).div_ceil(self.cluster)) else { return };
-        let mut ranges: Vec<(u64, u64)> =
-            entries.iter().filter(|(e, _)| e & OFLAG_COMPRESSED != 0).map(|&(e, _)| self.compressed_range(e)).collect();
+        self.prefetch_l2(cs, end);
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        let mut g = cs;
+        while g < end {
+            let table_end = end.min((g / cover + 1) * cover);
+            if let Ok(Some(l2)) = self.l2_table(g / cover) {
+                let first = g % cover / self.cluster;
+                if let Ok(entries) = self.read_l2(l2, first, (table_end - g).div_ceil(self.cluster)) {
+                    ranges.extend(entries.iter().filter(|(e, _)| e & OFLAG_COMPRESSED != 0).map(|&(e, _)| self.compressed_range(e)));
+                }
+            }
+            g = table_end;
+        }
         let size = self.file_size;
         for r in ranges.iter_mut() {
             r.1 = r.1.min(size.saturating_sub(r.0));
