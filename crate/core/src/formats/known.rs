@@ -5,7 +5,6 @@ use crate::io::ReadAt;
 
 /// (name, test) pairs; the test sees the first bytes and may read the file's tail.
 static SIGNATURES: &[(&str, fn(&[u8], &dyn ReadAt) -> bool)] = &[
-    ("vhdx", |h, _| h.starts_with(b"vhdxfile")),
 ];
 
 /// The name of a known format this file has the signature of, if any.

@@ -20,11 +20,12 @@ pub mod qcow2;
 pub mod qed;
 pub mod raw;
 pub mod vdi;
+pub mod vhdx;
 pub mod vpc;
 pub mod vmdk;
 
 /// Probed in order; `raw` last and never by probe: any bytes are a raw image.
-pub static DRIVERS: &[&Driver] = &[&vpc::DRIVER, &qed::DRIVER, &qcow2::DRIVER, &qcow::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &gow::DRIVER, &fvd::DRIVER, &vdi::DRIVER, &parallels::DRIVER, &vmdk::DRIVER, &raw::DRIVER];
+pub static DRIVERS: &[&Driver] = &[&vpc::DRIVER, &qed::DRIVER, &qcow2::DRIVER, &qcow::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &gow::DRIVER, &fvd::DRIVER, &vdi::DRIVER, &vhdx::DRIVER, &parallels::DRIVER, &vmdk::DRIVER, &raw::DRIVER];
 
 pub fn driver(name: &str) -> Result<&'static Driver> {
     DRIVERS.iter().copied().find(|d| d.name == name).ok_or_else(|| Error::UnknownFormatName(String::from(name)))
