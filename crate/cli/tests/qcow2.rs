@@ -463,3 +463,42 @@ fn encrypted_images_are_refused_clearly() {
         assert!(check.json()["findings"].as_array().unwrap().iter().any(|f| f["code"] == "encrypted" && f["severity"] == "warning"));
     }
 }
+
+/// Persistent dirty bitmaps: their directory, tables and data clusters are refcounted;
+/// info shows each bitmap from the directory.
+#[test]
+fn persistent_bitmaps() {
+    let d = Scratch::new();
+    let img = qcow2(&d, "bitmaps.qcow2", 4 * MIB, "");
+    qemu(&d, "qemu-img", &[&"bitmap", &"--add", &img, &"b0"]).ok();
+    qemu(&d, "qemu-img", &[&"bitmap", &"--add", &"-g", &"65536", &img, &"b1"]).ok();
+    qemu_io(&d, "qcow2", "bitmaps.qcow2", &["write -q -P 1 0 1M".into(), "write -q -P 2 3M 64k".into()]);
+    qemu(&d, "qemu-img", &[&"bitmap", &"--disable", &img, &"b1"]).ok();
+    matches_qemu(&d, &img, "bitmaps");
+    assert_eq!(check_matches_qemu(&d, &img, "bitmaps"), Some(0));
+    let info = diskscope(&[&"info", &img]).ok().stdout;
+    assert!(info.contains("bitmap \"b0\"") && info.contains("bitmap \"b1\"") && info.contains("bitmaps extension"), "{}", info);
+}
+
+/// A backing file named without a format: qemu-img no longer writes such images, so the
+/// backing format extension is turned into an unknown one (which QEMU skips and diskscope
+/// shows raw). The backing file is then probed, as QEMU probes it.
+#[test]
+fn backing_file_without_a_format() {
+    let d = Scratch::new();
+    random_image(&d, "probed-base.qcow2", SIZE, "cluster_size=4096", 4096, 0xba5e, 100);
+    let img = qcow2(&d, "probed-top.qcow2", SIZE, "backing_file=probed-base.qcow2,backing_fmt=qcow2");
+    qemu_io(&d, "qcow2", "probed-top.qcow2", &["write -q -P 9 64k 64k".into()]);
+    let mut b = std::fs::read(&img).unwrap();
+    let at = (104..4096).step_by(8).find(|&i| b[i..i + 4] == [0xe2, 0x79, 0x2a, 0xca]).expect("a backing format extension");
+    b[at..at + 4].copy_from_slice(&[0x5e, 0x5e, 0x5e, 0x5e]);
+    std::fs::write(&img, &b).unwrap();
+    let theirs = qemu(&d, "qemu-img", &[&"info", &"--output=json", &img]).ok().json();
+    assert!(theirs.get("backing-filename-format").is_none(), "qemu-img should see no backing format: {}", short(&theirs));
+    let info = diskscope(&[&"info", &img, &"--json"]).ok().json();
+    assert!(info.get("backing-filename-format").is_none(), "{}", short(&info));
+    assert_eq!(info["backing-chain"][0]["format"], "qcow2");
+    let text = diskscope(&[&"info", &img]).ok().stdout;
+    assert!(text.contains("unknown header extension"), "{}", text);
+    matches_qemu(&d, &img, "probed backing file");
+}
