@@ -55,6 +55,8 @@ fn open(file: Arc<dyn ReadAt>, ctx: &OpenCtx) -> Result<Box<dyn Image>> {
 
 impl Parallels {
     fn open(file: Arc<dyn ReadAt>, name: &str) -> Result<Parallels> {
+        // The header and the BAT's start: one read.
+        file.prefetch(&mut [(0, file.size().min(256 << 10))]);
         let mut raw = [0u8; HEADER_BYTES];
         read_exact_at(&*file, 0, &mut raw, "Parallels header")?;
         let h = Header::parse(&raw).ok_or_else(|| invalid(at::MAGIC, String::from("bad magic: not a Parallels image")))?;

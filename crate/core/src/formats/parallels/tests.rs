@@ -238,6 +238,16 @@ fn bad_headers_are_refused_with_the_offset_of_the_field() {
     }
 }
 
+#[test]
+fn opening_and_mapping_takes_one_read_after_probing() {
+    let mut w = Writer::new(64 * 65536, 65536, true);
+    for i in (0..64).step_by(3) {
+        w.write(i, 1);
+    }
+    // Two reads to probe, one for the header and the BAT.
+    assert_eq!(crate::formats::vdi::tests::reads_to_map("a.hds", &w.file), 3);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
     #[test]

@@ -62,6 +62,8 @@ fn open(file: Arc<dyn ReadAt>, ctx: &OpenCtx) -> Result<Box<dyn Image>> {
 
 impl Vdi {
     fn open(file: Arc<dyn ReadAt>, name: &str) -> Result<Vdi> {
+        // The header and, where VirtualBox and QEMU put it, the block map: one read.
+        file.prefetch(&mut [(0, file.size().min(256 << 10))]);
         let mut raw = [0u8; HEADER_BYTES];
         read_exact_at(&*file, 0, &mut raw, "VDI header")?;
         let h = Header::parse(&raw);

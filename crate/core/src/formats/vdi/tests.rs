@@ -28,6 +28,31 @@ impl Folder {
     }
 }
 
+/// A file that counts the reads that reach it (what the browser pays for).
+pub(crate) struct Counting(pub MemFile, pub core::cell::Cell<usize>);
+
+impl ReadAt for Counting {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> crate::error::Result<()> {
+        self.1.set(self.1.get() + 1);
+        self.0.read_at(offset, buf)
+    }
+}
+
+/// Open `bytes` as `name`, map the whole disk, and say how many reads reached the file.
+/// Probing takes two of them (the first 4 KiB, and the last 512 bytes for a fixed VHD's
+/// footer) before the format's driver reads anything.
+pub(crate) fn reads_to_map(name: &str, bytes: &[u8]) -> usize {
+    let f = Arc::new(Counting(MemFile(bytes.to_vec()), core::cell::Cell::new(0)));
+    let files = Files::new([(name, bytes.to_vec())]);
+    let c = Chain::open(name, f.clone(), None, &files).unwrap();
+    let mut e = Vec::new();
+    c.for_each_entry(|x| Ok(e.push(*x))).unwrap();
+    f.1.get()
+}
+
 pub(crate) struct Writer {
     pub file: Vec<u8>,
     pub block: u64,
@@ -224,6 +249,16 @@ fn bad_headers_are_refused_with_the_offset_of_the_field() {
             other => panic!("field at {}: expected a refusal, got {:?}", off, other.map(|_| ())),
         }
     }
+}
+
+#[test]
+fn opening_and_mapping_takes_one_read_after_probing() {
+    let mut w = Writer::new(64 << 20, 1 << 20, TYPE_NORMAL, [1; 16], None);
+    for i in (0..64).step_by(3) {
+        w.write(i, 0, 512, i as u8);
+    }
+    // Two reads to probe, one for the header and the block map.
+    assert_eq!(reads_to_map("a.vdi", &w.file), 3);
 }
 
 proptest! {

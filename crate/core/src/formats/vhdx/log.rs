@@ -38,8 +38,10 @@ pub struct Entry {
     pub last: u64,
     pub count: u32,
     pub descs: Vec<Desc>,
-    /// Why the entry cannot be replayed (None: it can, if its GUID is the header's).
+    /// Why the entry cannot be replayed (None: it can).
     pub problem: Option<String>,
+    /// Well formed, but written under another log GUID (an earlier session).
+    pub other_guid: bool,
 }
 
 #[derive(Default)]
@@ -85,6 +87,7 @@ fn entry(buf: &[u8], pos: u64, log_at: u64, want_guid: &[u8]) -> Entry {
         last: le64(head, 56),
         descs: Vec::new(),
         problem: None,
+        other_guid: false,
     };
     let log_len = buf.len() as u64;
     let (length, count, seq) = (e.length, e.count, e.seq);
@@ -153,6 +156,7 @@ fn entry(buf: &[u8], pos: u64, log_at: u64, want_guid: &[u8]) -> Entry {
     }
     if e.problem.is_none() && e.guid != want_guid {
         e.problem = Some(format!("its log GUID {} is not the header's", ms_guid(&e.guid)));
+        e.other_guid = true;
     }
     e
 }
@@ -242,6 +246,7 @@ impl Log {
                     fields.push((String::from("more descriptors"), format!("{}", e.descs.len() - LISTED)));
                 }
                 let note = match (&e.problem, in_active) {
+                    (Some(_), _) if e.other_guid && !dirty => String::from("left from an earlier session: the log is empty (log_guid is zero)"),
                     (Some(p), _) => format!("not replayed: {}", p),
                     (None, true) if self.replayed => format!("replayed in memory (entry {} of the active sequence)", 1 + active.iter().position(|&a| a == i).unwrap_or(0)),
                     (None, true) => String::from("part of the sequence to replay; shown as stored, not applied"),

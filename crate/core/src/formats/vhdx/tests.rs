@@ -427,6 +427,18 @@ fn damaged_headers_and_region_tables_fall_back_to_their_copies() {
     assert!(matches!(Files::new([("a.vhdx", f)]).open("a.vhdx"), Err(crate::Error::Invalid { offset, .. }) if offset == HEADER1_AT));
 }
 
+#[test]
+fn reads_stay_few() {
+    // After the two reads of probing: the header section, the log, the metadata and the
+    // BAT, whatever the number of blocks.
+    let mut w = Writer::new(64 * MIB, MIB, [5; 16], None);
+    for i in (0..64).step_by(2) {
+        w.write(i * MIB, &[1; 512]);
+    }
+    let n = crate::formats::vdi::tests::reads_to_map("a.vhdx", &w.file);
+    assert!(n <= 6, "{} reads", n);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
     /// Mutations in the headers, region table, log, metadata and BAT.

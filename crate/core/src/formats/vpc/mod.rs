@@ -87,6 +87,8 @@ fn bitmap_bytes(block: u64) -> u64 {
 impl Vpc {
     fn open(file: Arc<dyn ReadAt>, name: &str) -> Result<Vpc> {
         let size = file.size();
+        // The footer copy, the dynamic disk header and the BAT's start: one read.
+        file.prefetch(&mut [(0, size.min(64 * 1024))]);
         let mut buf = [0u8; FOOTER_BYTES];
         read_exact_at(&*file, 0, &mut buf, "VHD footer")?;
         let head = Footer::new(&buf, 0);

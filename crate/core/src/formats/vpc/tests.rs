@@ -307,6 +307,19 @@ fn damaged_footers_and_blocks_are_reported() {
     assert!(r.findings.iter().any(|f| f.code == "block-past-end" && f.offset == Some(1540)), "{:?}", r.findings);
 }
 
+#[test]
+fn reads_stay_few() {
+    // After the two reads of probing: the first 64 KiB and the end footer; then for a
+    // dynamic disk one read per allocated block's bitmap (a block apart, too far to join).
+    assert!(crate::formats::vdi::tests::reads_to_map("f.vhd", &fixed(&vec![1u8; 4 << 20], [1; 16])) <= 4);
+    let mut w = Writer::new(16 << 20, 1 << 20, [2; 16], None);
+    for i in [0u64, 5, 6, 15] {
+        w.write(i << 20, &[1; 512]);
+    }
+    let n = crate::formats::vdi::tests::reads_to_map("d.vhd", &w.finish());
+    assert!(n <= 4 + 4, "{} reads", n);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
     #[test]
