@@ -42,10 +42,26 @@ fn probe(head: &[u8], file: &dyn ReadAt) -> bool {
     }
     let size = file.size();
     let mut tail = [0u8; FOOTER_BYTES];
-    size >= FOOTER_BYTES as u64
-        && file.read_at(size - FOOTER_BYTES as u64, &mut tail).is_ok()
-        && tail.starts_with(COOKIE)
-        && matches!(be32(&tail, at::DISK_TYPE), TYPE_FIXED | TYPE_DYNAMIC | TYPE_DIFFERENCING)
+    if size < FOOTER_BYTES as u64 || file.read_at(size - FOOTER_BYTES as u64, &mut tail).is_err() || !tail.starts_with(COOKIE) {
+        return false;
+    }
+    // Another image can end with a VHD footer (one that holds a VHD file in its guest's
+    // data): take the file only if the footer describes this file.
+    let f = Footer::new(&tail, size - FOOTER_BYTES as u64);
+    if f.stored_checksum() != f.computed_checksum() {
+        return false;
+    }
+    let data_end = size - FOOTER_BYTES as u64;
+    match f.disk_type() {
+        TYPE_FIXED => f.current_size() <= data_end && data_end - f.current_size() < 1 << 20,
+        TYPE_DYNAMIC | TYPE_DIFFERENCING => {
+            let mut cookie = [0u8; 8];
+            f.data_offset().checked_add(HEADER_BYTES as u64).is_some_and(|e| e <= size)
+                && file.read_at(f.data_offset(), &mut cookie).is_ok()
+                && &cookie == footer::HEADER_COOKIE
+        }
+        _ => false,
+    }
 }
 
 fn invalid(offset: u64, message: String) -> Error {

@@ -203,6 +203,19 @@ fn fixed_disks_are_probed_by_their_footer_at_the_end() {
 }
 
 #[test]
+fn a_footer_that_does_not_describe_the_file_is_not_a_fixed_vhd() {
+    // A QED image whose last sector happens to be a VHD footer (a VHD file in its data):
+    // the footer says 1 MiB of disk, the file is larger: the QED header decides.
+    let mut w = crate::formats::qed::tests::Writer::new(4096, 1, 8 << 20, None);
+    w.write_cluster(0, 1);
+    let mut img = w.file.clone();
+    img.extend(vec![0u8; 4 << 20]);
+    img.extend(footer(1 << 20, 2, u64::MAX, [7; 16], b"win "));
+    let c = Files::new([("q.qed", img)]).open("q.qed").unwrap();
+    assert_eq!(c.top().info().format, "qed");
+}
+
+#[test]
 fn dynamic_bitmaps_decide_what_is_stored() {
     let (size, block) = (4u64 << 20, 1u64 << 20);
     let mut w = Writer::new(size, block, [3; 16], None);
@@ -283,6 +296,20 @@ fn a_parent_with_another_uuid_is_reported_and_a_renamed_one_found_by_uuid() {
     let c = Folder(Files::new([("child.vhd", child), ("renamed.vhd", base)])).open("child.vhd").unwrap();
     assert_eq!(c.layers.len(), 2, "{:?}", c.broken);
     assert_eq!(c.layers[1].name, "renamed.vhd");
+}
+
+#[test]
+fn parent_names_come_from_the_best_locator() {
+    let name_with = |locators: Vec<([u8; 4], Vec<u8>)>| {
+        let w = Writer::new(1 << 20, 1 << 20, [1; 16], Some(Parent { uuid: [2; 16], name: "C:\\old\\unicode-name.vhd", locators }));
+        let c = Files::new([("c.vhd", w.finish())]).open("c.vhd").unwrap();
+        c.top().info().backing.clone().unwrap().name
+    };
+    assert_eq!(name_with(vec![(*b"MacX", b"file://localhost/Users/me/base.vhd\0".to_vec())]), "/Users/me/base.vhd");
+    assert_eq!(name_with(vec![(*b"W2ku", utf16le("D:\\VMs\\base.vhd")), (*b"Wi2r", b".\\sub\\base.vhd".to_vec())]), "sub/base.vhd");
+    assert_eq!(name_with(vec![(*b"W2ku", utf16le("D:\\VMs\\base.vhd"))]), "base.vhd");
+    // No locator: the file name of the parent's unicode name.
+    assert_eq!(name_with(vec![(*b"Mac ", vec![0; 40])]), "unicode-name.vhd");
 }
 
 #[test]
