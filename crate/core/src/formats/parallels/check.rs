@@ -93,7 +93,7 @@ pub(super) fn run(p: &Parallels) -> Result<CheckResult> {
                     "cluster {} names byte {:#x}, inside the header and BAT (the data area starts at {:#x})", i, off, data_start)));
                 continue;
             }
-            if (off - data_start) % cs != 0 {
+            if !(off - data_start).is_multiple_of(cs) {
                 r.add(finding(p, Severity::Warning, "cluster-misaligned", at, 4, guest, format!(
                     "cluster {} at {:#x} is not aligned to clusters from the data area's start", i, off)));
             }

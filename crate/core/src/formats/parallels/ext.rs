@@ -211,7 +211,7 @@ fn bitmap(file: &dyn ReadAt, data: &[u8], at: u64, cluster: u64, total_sectors: 
         let mut g = first;
         while g < last {
             let byte = buf[((g - first) / 8) as usize];
-            if (g - first) % 8 == 0 && g + 8 <= last && (byte == 0 || byte == 0xff) {
+            if (g - first).is_multiple_of(8) && g + 8 <= last && (byte == 0 || byte == 0xff) {
                 step(&mut b, g, 8, byte == 0xff);
                 g += 8;
             } else {

@@ -64,7 +64,7 @@ pub fn digest(data: &[u8]) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use crate::model::Hex;
-    use alloc::{format, vec};
+    use alloc::format;
 
     #[test]
     fn rfc_1321_test_suite() {
@@ -74,6 +74,6 @@ mod tests {
         assert_eq!(h(b"message digest"), "f96b697d7cb7938d525a2f31aaf161d0");
         assert_eq!(h(b"12345678901234567890123456789012345678901234567890123456789012345678901234567890"), "57edf4a22be3c955ac49da2e2107b67a");
         // 56 bytes: the length no longer fits in the first padded block.
-        assert_eq!(h(&vec![b'a'; 56]), "3b0c8ac703f828b04c6c197006d17218");
+        assert_eq!(h(&[b'a'; 56]), "3b0c8ac703f828b04c6c197006d17218");
     }
 }

@@ -49,7 +49,11 @@ pub(crate) fn reads_to_map(name: &str, bytes: &[u8]) -> usize {
     let files = Files::new([(name, bytes.to_vec())]);
     let c = Chain::open(name, f.clone(), None, &files).unwrap();
     let mut e = Vec::new();
-    c.for_each_entry(|x| Ok(e.push(*x))).unwrap();
+    c.for_each_entry(|x| {
+        e.push(*x);
+        Ok(())
+    })
+    .unwrap();
     f.1.get()
 }
 

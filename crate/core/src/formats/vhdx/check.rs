@@ -44,14 +44,14 @@ pub(super) fn run(x: &Vhdx) -> Result<CheckResult> {
             "the two copies of the region table differ (or the second is damaged)"))),
     }
     let m = &x.meta;
-    if m.virtual_size % m.logical as u64 != 0 {
+    if !m.virtual_size.is_multiple_of(m.logical as u64) {
         r.add(finding(x, Severity::Warning, "size-not-sectors", m.at, 0, None, format!("the disk size {} is not a multiple of the {}-byte logical sector", m.virtual_size, m.logical)));
     }
     if m.physical != 512 && m.physical != 4096 {
         r.add(finding(x, Severity::Warning, "physical-sector-size", m.at, 0, None, format!("physical sector size {} is neither 512 nor 4096", m.physical)));
     }
     let lo = x.log.offset;
-    if h.log_length() > 0 && (lo < MIB || lo % MIB != 0) {
+    if h.log_length() > 0 && (lo < MIB || !lo.is_multiple_of(MIB)) {
         r.add(finding(x, Severity::Warning, "log-placement", h.at + 72, 8, None, format!("the log at {:#x} is not on a 1 MiB boundary past the header section (QEMU refuses the image)", lo)));
     }
     // The regions QEMU registers: the log, then every region of the table.
@@ -90,7 +90,7 @@ fn bat(x: &Vhdx, regions: &[(u64, u64, String)], size: u64, r: &mut CheckResult)
         let at = x.entry_at(k);
         let state = e & 7;
         let off = e >> 20 << 20;
-        let is_bitmap = (k + 1) % (x.chunk + 1) == 0;
+        let is_bitmap = (k + 1).is_multiple_of(x.chunk + 1);
         let block = k - k / (x.chunk + 1);
         let guest = (!is_bitmap && block < data_blocks).then_some(block * x.block);
         if is_bitmap {

@@ -94,7 +94,7 @@ fn entry(buf: &[u8], pos: u64, log_at: u64, want_guid: &[u8]) -> Entry {
     let fail = |e: &mut Entry, why: String| {
         e.problem.get_or_insert(why);
     };
-    if e.length == 0 || e.length % SECTOR != 0 || e.length > log_len {
+    if e.length == 0 || !e.length.is_multiple_of(SECTOR) || e.length > log_len {
         fail(&mut e, format!("entry length {} is not a multiple of 4 KiB within the log", length));
         return e;
     }
@@ -130,7 +130,7 @@ fn entry(buf: &[u8], pos: u64, log_at: u64, want_guid: &[u8]) -> Entry {
         match sig {
             b"zero" => {
                 let length = le64(d, 8);
-                if length % SECTOR != 0 {
+                if !length.is_multiple_of(SECTOR) {
                     fail(&mut e, format!("zero descriptor {} has a length of {} bytes, not a multiple of 4 KiB", k, length));
                 }
                 e.descs.push(Desc::Zero { file_offset, length });
@@ -169,7 +169,7 @@ impl Log {
         if length == 0 {
             return log;
         }
-        if offset % super::structs::MIB != 0 || length % super::structs::MIB != 0 {
+        if !offset.is_multiple_of(super::structs::MIB) || !length.is_multiple_of(super::structs::MIB) {
             log.problems.push((offset, format!("the log ({} bytes at {:#x}) is not aligned to 1 MiB", length, offset)));
             return log;
         }

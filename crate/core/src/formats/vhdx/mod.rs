@@ -499,7 +499,7 @@ impl Image for Vhdx {
         }
         let mut listed = 0;
         for (k, &e) in self.bat.iter().enumerate() {
-            let is_bitmap = (k as u64 + 1) % (self.chunk + 1) == 0;
+            let is_bitmap = (k as u64 + 1).is_multiple_of(self.chunk + 1);
             let Some(off) = self.usable(e) else { continue };
             if listed >= 4096 {
                 break;

@@ -192,7 +192,7 @@ fn partial_bitmaps(v: &Vpc, blocks: &[(u64, u32)], disk_blocks: u64, r: &mut Che
             read_clipped(&*v.file, bm, &mut buf[..n])?;
             let full = buf[..n].iter().enumerate().all(|(k, &b)| {
                 let bits = (sectors - 8 * k as u64).min(8);
-                let mask = if bits == 8 { 0xff } else { (0xffu8 << (8 - bits)) & 0xff };
+                let mask = if bits == 8 { 0xff } else { 0xffu8 << (8 - bits) };
                 b & mask == mask
             });
             if !full {

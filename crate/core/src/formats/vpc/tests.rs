@@ -116,7 +116,7 @@ impl Writer {
     /// bitmap bits of the sectors written.
     pub fn write(&mut self, off: u64, data: &[u8]) {
         let i = (off / self.block) as usize;
-        assert!(i < self.entries && off % 512 == 0 && data.len() % 512 == 0);
+        assert!(i < self.entries && off.is_multiple_of(512) && data.len().is_multiple_of(512));
         let mut e = self.entry(i);
         if e == u32::MAX {
             let at = self.file.len();
