@@ -81,6 +81,7 @@ pub(crate) struct Writer {
     pub block: u64,
     pub chunk: u64,
     pub diff: bool,
+    pub lss: u64,
 }
 
 impl Writer {
@@ -153,9 +154,18 @@ impl Writer {
             put(&mut f, META_AT + off as u64, bytes);
             off += (bytes.len() as u32).next_multiple_of(8);
         }
-        let mut w = Writer { file: f, block, chunk: (1 << 23) * 512 / block, diff: parent.is_some() };
+        let mut w = Writer { file: f, block, chunk: (1 << 23) * 512 / block, diff: parent.is_some(), lss: 512 };
         w.seal_headers();
         w
+    }
+
+    /// Make the logical sector 4 KiB (before any write): the sector bitmap then has one bit
+    /// per 4 KiB, and a bitmap block covers eight times as many payload blocks.
+    pub fn with_4k_sectors(mut self) -> Writer {
+        put(&mut self.file, META_AT + 65568, &4096u32.to_le_bytes());
+        self.lss = 4096;
+        self.chunk = (1 << 23) * 4096 / self.block;
+        self
     }
 
     pub fn seal_headers(&mut self) {
@@ -207,9 +217,9 @@ impl Writer {
                 b = self.append(MIB) | SB_PRESENT;
                 self.set(be, b);
             }
-            let spb = self.block / 512;
-            let first = (i % self.chunk) * spb + (off % self.block) / 512;
-            for s in first..first + data.len() as u64 / 512 {
+            let spb = self.block / self.lss;
+            let first = (i % self.chunk) * spb + (off % self.block) / self.lss;
+            for s in first..first + data.len() as u64 / self.lss {
                 self.file[((b >> 20 << 20) + s / 8) as usize] |= 1 << (s % 8);
             }
         }
@@ -391,6 +401,26 @@ fn a_differencing_disk_reads_its_sectors_over_the_parent() {
     // Renamed parent: found by its data_write_guid among the files beside the child.
     let c = crate::formats::vdi::tests::Folder(Files::new([("child.vhdx", child.file.clone()), ("p2.vhdx", parent.file)])).open("child.vhdx").unwrap();
     assert_eq!((c.layers.len(), c.layers[1].name.as_str()), (2, "p2.vhdx"));
+}
+
+#[test]
+fn sector_bitmaps_count_logical_sectors() {
+    // 4 KiB logical sectors: one bitmap bit per 4 KiB; a chunk of 32768 blocks.
+    let size = 3 * MIB;
+    let mut parent = Writer::new(size, MIB, [0xab; 16], None).with_4k_sectors();
+    parent.write(0, &vec![0x40; 3 * MIB as usize / 3]);
+    let mut child = Writer::new(size, MIB, [0xcd; 16], Some(("{abababab-abab-abab-abab-abababababab}", "p.vhdx"))).with_4k_sectors();
+    child.write(3 * 4096, &[0x41; 8192]);
+    child.write(MIB + MIB - 4096, &[0x42; 4096]);
+    let c = Files::new([("c.vhdx", child.file.clone()), ("p.vhdx", parent.file.clone())]).open("c.vhdx").unwrap();
+    assert_eq!(c.layers.len(), 2, "{:?}", c.broken);
+    let mut model = vec![0u8; size as usize];
+    model[..MIB as usize].fill(0x40);
+    model[3 * 4096..5 * 4096].fill(0x41);
+    model[2 * MIB as usize - 4096..2 * MIB as usize].fill(0x42);
+    assert_eq!(read_all(&c), model);
+    let f = c.top().header_fields();
+    assert!(f.iter().any(|x| x.name == "BAT" && x.value.contains("after every 32768")), "{:?}", f.iter().find(|x| x.name == "BAT"));
 }
 
 #[test]
