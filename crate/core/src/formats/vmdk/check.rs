@@ -355,17 +355,18 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
         }
         f.prefetch(&mut ranges);
         for i in i..j {
-            let g0 = i * cover;
+            // A hostile directory can hold more entries than any disk: the guest offset saturates.
+            let g0 = i.saturating_mul(cover);
             let gt = match s.gt_at(i) {
                 Ok(None) => {
                     if rgd.as_ref().is_some_and(|r| r.get(i as usize).is_some_and(|&x| x != 0)) {
-                        c.add(Severity::Warning, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start + g0), format!(
+                        c.add(Severity::Warning, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start.saturating_add(g0)), format!(
                             "grain directory entry {} is empty, but the redundant directory names a table", i));
                     }
                     continue;
                 }
                 Err(at) => {
-                    c.add(Severity::Corruption, "grain-directory-entry-invalid", fname, at, 4, Some(e.start + g0), format!(
+                    c.add(Severity::Corruption, "grain-directory-entry-invalid", fname, at, 4, Some(e.start.saturating_add(g0)), format!(
                         "grain directory entry {} points to sector {}: its grain table ({} bytes) would lie outside the file ({} bytes)",
                         i, s.gd.get(i as usize).copied().unwrap_or(0), s.gt_bytes(), s.file_size));
                     continue;
@@ -377,14 +378,14 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
             if let Some(r) = &rgd {
                 let rs = r.get(i as usize).copied().unwrap_or(0) as u64 * SECTOR;
                 if rs == 0 || rs + s.gt_bytes() > s.file_size {
-                    c.add(Severity::Corruption, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start + g0), format!(
+                    c.add(Severity::Corruption, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start.saturating_add(g0)), format!(
                         "the redundant grain directory has no usable copy of grain table {}", i));
                 } else {
                     meta.push((rs, s.gt_bytes(), "a redundant grain table"));
                     let copy = s.read_gt(f, rs, 0, s.gtes)?;
                     if let Some(k) = table.iter().zip(&copy).position(|(a, b)| a != b) {
                         let diff = table.iter().zip(&copy).filter(|(a, b)| a != b).count();
-                        c.add(Severity::Corruption, "redundant-table-differs", fname, rs + k as u64 * 4, 4, Some(e.start + g0 + k as u64 * s.grain), format!(
+                        c.add(Severity::Corruption, "redundant-table-differs", fname, rs + k as u64 * 4, 4, Some(e.start.saturating_add(g0).saturating_add(k as u64 * s.grain)), format!(
                             "grain table {} (at {}) and its redundant copy (at {}) differ in {} entr{}, first at entry {} ({} against {})",
                             i, gt, rs, diff, if diff == 1 { "y" } else { "ies" }, k, table[k], copy[k]));
                     }
@@ -392,7 +393,7 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
             }
             let mut last = 0u64;
             for (k, &val) in table.iter().enumerate() {
-                let rel = g0 + k as u64 * s.grain;
+                let rel = g0.saturating_add(k as u64 * s.grain);
                 if rel >= s.capacity {
                     break;
                 }
