@@ -1,0 +1,63 @@
+// Shared by the browser tests: images made with qemu-img, a static server for dist/site,
+// and Debian's Chromium driven by playwright-core.
+import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const root = resolve(import.meta.dirname, '../..');
+export const site = join(root, 'dist/site');
+export const single = join(root, 'dist/diskscope.html');
+
+export function requireBuild() {
+  for (const p of [join(site, 'index.html'), single]) {
+    if (!existsSync(p)) throw new Error(`${p} is missing: run \`npm run build\` first (npm test does)`);
+  }
+}
+
+export function tmp() {
+  return mkdtempSync(join(tmpdir(), 'diskscope-browser-'));
+}
+
+export function sh(cmd, args, cwd) {
+  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.png': 'image/png' };
+
+/** Serve dist/site on 127.0.0.1 at a free port. */
+export async function serve() {
+  const server = createServer((req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname)).replace(/^([/\\])+/, '');
+    const file = join(site, path || 'index.html');
+    if (!file.startsWith(site) || !existsSync(file) || statSync(file).isDirectory()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((ok) => server.close(ok)) };
+}
+
+export async function browser() {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/** A page that fails the test on any uncaught error in the page or the worker. */
+export async function page(b, errors) {
+  const ctx = await b.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => errors.push(`page: ${e.message}`));
+  p.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
+  p.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
+  return p;
+}

@@ -1,0 +1,110 @@
+// The page end to end on QED, served on localhost and as the offline single file:
+// open a QED with its raw backing file, see its header and map (totals checked against
+// qemu-img map), download the raw image (checked byte for byte against qemu-img convert),
+// a text file's error, and a missing backing file added afterwards.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { browser, page, requireBuild, serve, sh, single, tmp } from './helpers.mjs';
+
+let dir, server, b;
+const M = 1024 * 1024;
+
+before(async () => {
+  requireBuild();
+  dir = tmp();
+  // A base written everywhere (the browser cannot see a raw file's holes, qemu-img can),
+  // a QED over it with data, zero clusters and untouched ranges, and a tail past the base.
+  sh('qemu-img', ['create', '-q', '-f', 'raw', 'base.raw', '24M'], dir);
+  sh('qemu-io', ['-f', 'raw', '-c', 'write -P 7 0 16M', '-c', 'write -P 8 16M 8M', 'base.raw'], dir);
+  sh('qemu-img', ['create', '-q', '-f', 'qed', '-o', 'cluster_size=65536', '-b', 'base.raw', '-F', 'raw', 'top.qed', '40M'], dir);
+  sh('qemu-io', ['-c', 'write -P 9 1M 3M', '-c', 'write -z 6M 2M', '-c', 'write -P 5 20M 100k', '-c', 'write -P 6 33M 1M', 'top.qed'], dir);
+  sh('qemu-img', ['convert', '-O', 'raw', 'top.qed', 'expected.raw'], dir);
+  writeFileSync(join(dir, 'notes.txt'), 'This is not a disk image.\n'.repeat(50));
+  server = await serve();
+  b = await browser();
+});
+
+after(async () => {
+  await b?.close();
+  await server?.close();
+});
+
+/** Bytes per legend class as the page shows them, from qemu-img map's runs. */
+function expectedTotals() {
+  const runs = JSON.parse(sh('qemu-img', ['map', '--output=json', 'top.qed'], dir));
+  const t = {};
+  for (const r of runs) {
+    const key = r.depth === 1 ? 'backing-1' : r.data ? 'data' : r.present ? 'zero' : 'unallocated';
+    t[key] = (t[key] || 0) + r.length;
+  }
+  return t;
+}
+
+async function legend(p) {
+  return p.$$eval('#legend li', (lis) => Object.fromEntries(lis.map((li) => [li.dataset.class, Number(li.dataset.bytes)]).filter(([, n]) => n > 0)));
+}
+
+for (const where of ['served', 'single file']) {
+  test(`${where}: a QED with its backing file shows its header, chain and map, and downloads as qemu-img converts it`, async () => {
+    const errors = [];
+    const p = await page(b, errors);
+    await p.goto(where === 'served' ? server.url : `file://${single}`);
+    await p.setInputFiles('#file-input', [join(dir, 'top.qed'), join(dir, 'base.raw')]);
+    await p.waitForSelector('#view:not([hidden])');
+    await p.waitForSelector('#legend li');
+    assert.equal(await p.textContent('#image-name'), 'top.qed');
+    assert.match(await p.textContent('#format-badge'), /QED/);
+    const headers = await p.textContent('#headers');
+    for (const field of ['magic', 'cluster_size', 'l1_table_offset', 'image_size', 'backing file name', '"base.raw"']) {
+      assert.ok(headers.includes(field), `header table lacks ${field}`);
+    }
+    assert.match(await p.textContent('#view'), /base\.raw/);
+    assert.deepEqual(await legend(p), expectedTotals());
+
+    const [download] = await Promise.all([p.waitForEvent('download'), p.click('#export-btn')]);
+    assert.equal(download.suggestedFilename(), 'top.raw');
+    const got = readFileSync(await download.path());
+    const want = readFileSync(join(dir, 'expected.raw'));
+    assert.equal(got.length, want.length, 'raw size');
+    assert.ok(got.equals(want), 'the downloaded raw image differs from qemu-img convert -O raw');
+    await p.screenshot({ path: join(dir, `qed-${where.replace(' ', '-')}.png`), fullPage: true });
+    assert.deepEqual(errors, []);
+    await p.context().close();
+  });
+
+  test(`${where}: a text file gets a clear message and the page stays usable`, async () => {
+    const errors = [];
+    const p = await page(b, errors);
+    await p.goto(where === 'served' ? server.url : `file://${single}`);
+    await p.setInputFiles('#file-input', join(dir, 'notes.txt'));
+    await p.waitForSelector('#alert:not([hidden])');
+    const alert = await p.textContent('#alert');
+    assert.match(alert, /not a disk image/i, alert);
+    // Another file can be opened after the error.
+    await p.setInputFiles('#file-input', [join(dir, 'top.qed'), join(dir, 'base.raw')]);
+    await p.waitForSelector('#legend li');
+    assert.equal(await p.textContent('#image-name'), 'top.qed');
+    assert.deepEqual(errors, []);
+    await p.context().close();
+  });
+}
+
+test('a missing backing file is named, and adding it completes the chain without starting over', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  await p.goto(server.url);
+  await p.setInputFiles('#file-input', join(dir, 'top.qed'));
+  await p.waitForSelector('#add-missing');
+  assert.match(await p.textContent('#view'), /base\.raw/);
+  assert.match(await p.textContent('#add-missing'), /Add base\.raw/);
+  const before = await legend(p);
+  assert.ok(before.missing > 0, `the map shows what needs the missing file: ${JSON.stringify(before)}`);
+  await p.setInputFiles('#add-input', join(dir, 'base.raw'));
+  await p.waitForFunction(() => !document.querySelector('#add-missing'));
+  await p.waitForFunction(() => [...document.querySelectorAll('#legend li')].some((li) => li.dataset.class === 'backing-1'));
+  assert.deepEqual(await legend(p), expectedTotals());
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});

@@ -1,0 +1,607 @@
+// diskscope page: UI only. Every byte of the dropped files is read in the worker
+// (web/worker.js), which hosts the wasm core; this thread draws what it answers.
+
+import { WorkerClient } from './client.js';
+import { drawMap, layoutMap, cellAt } from './map.js';
+import { bytes, hex, human, pct, rawName } from './format.js';
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'class') e.className = v;
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else if (k in e) e[k] = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) if (c != null && c !== false) e.append(c instanceof Node ? c : String(c));
+  return e;
+};
+
+// ---------------------------------------------------------------------------------------
+// State
+
+const state = {
+  files: [], // File[] given so far (unique by name)
+  opened: null, // the worker's answer to 'open'
+  cells: null, // the map picture
+  layout: null, // how the picture is laid out on the canvas
+  exportId: null,
+  downloadUrl: null,
+  openSeq: 0, // the latest open; answers to older ones are dropped
+  reopened: false,
+};
+
+const client = new WorkerClient({
+  onFatal(error) {
+    showError(error, 'diskscope had to restart');
+    // Reopen once (the worker's session went with it); not again if that crashes too.
+    if (state.files.length && state.opened && !state.reopened) {
+      state.reopened = true;
+      openFiles([], { mode: 'reopen' });
+    } else {
+      closeView();
+    }
+  },
+});
+
+// ---------------------------------------------------------------------------------------
+// Alerts and busy state
+
+const ERROR_TITLES = {
+  'no-image': 'Not a disk image',
+  'unknown-format': 'Not a disk image',
+  'missing-file': 'A file is missing',
+  invalid: 'The image is damaged',
+  unsupported: 'Not supported',
+  io: 'Could not read the file',
+  'past-end': 'The image is truncated',
+  limit: 'Too large to inspect',
+  panic: 'Internal error',
+  init: 'Could not start',
+};
+
+function showError(error, title) {
+  const err = error && typeof error === 'object' ? error : { kind: 'error', message: String(error) };
+  $('alert-title').textContent = title || ERROR_TITLES[err.kind] || 'Something went wrong';
+  $('alert-message').textContent = capital(err.message);
+  const hint = [];
+  if (err.offset !== undefined && err.offset !== null) hint.push(`At byte ${fmtOffset(err.offset)}.`);
+  if (!state.opened) hint.push('Drop another file, or choose files, to try again.');
+  $('alert-hint').textContent = hint.join(' ');
+  $('alert').dataset.kind = err.kind;
+  $('alert').hidden = false;
+}
+
+function hideError() {
+  $('alert').hidden = true;
+}
+
+function busy(text) {
+  $('busy').hidden = !text;
+  if (text) $('busy-text').textContent = text;
+}
+
+const capital = (s) => (s ? s[0].toUpperCase() + s.slice(1) : s);
+const fmtOffset = (v) => (typeof v === 'number' ? `${v.toLocaleString('en-US')} (${hex(v)})` : String(v));
+
+// ---------------------------------------------------------------------------------------
+// Opening files
+
+/**
+ * mode 'replace': a new inspection of `added`.
+ * mode 'add': `added` joins the files given so far (the chain named a missing file).
+ * mode 'reopen': the same files again (after a worker restart, or to switch image).
+ */
+async function openFiles(added, { mode = 'replace', top } = {}) {
+  added = Array.from(added || []);
+  if (mode !== 'reopen' && !added.length) return;
+  const seq = ++state.openSeq;
+  if (mode !== 'reopen') state.reopened = false;
+  if (mode !== 'reopen' || top) hideError(); // a restart's reopen keeps its message up
+  cancelExport();
+  const previous = state.opened;
+  const previousFiles = state.files;
+  if (mode === 'replace') {
+    state.files = unique(added);
+  } else if (mode === 'add') {
+    const names = new Set(added.map((f) => f.name));
+    state.files = unique([...state.files.filter((f) => !names.has(f.name)), ...added]);
+  }
+  let prefer = added.map((f) => f.name);
+  if (mode === 'add' && previous) prefer = [previous.top];
+  if (mode === 'reopen' && previous) top = top || previous.top;
+  busy(`Reading ${state.files.length === 1 ? state.files[0].name : `${state.files.length} files`}…`);
+  try {
+    const opened = await client.call({ type: 'open', files: state.files, prefer, top });
+    if (seq !== state.openSeq) return;
+    state.opened = opened;
+    renderOpened(opened);
+    busy('Mapping…');
+    const cells = await client.call({ type: 'cells', max: MAX_CELLS });
+    if (seq !== state.openSeq) return;
+    state.cells = cells;
+    renderMap();
+    $('view').dataset.openMs = opened.openMs.toFixed(1);
+    $('view').dataset.mapMs = state.cells.ms.toFixed(1);
+    $('view').dataset.ready = 'true';
+  } catch (err) {
+    if (seq !== state.openSeq || (err && err.kind === 'superseded')) return;
+    if (mode === 'add' && previous) state.files = previousFiles; // the open session stays
+    else closeView();
+    showError(err);
+  } finally {
+    if (seq === state.openSeq) busy(null);
+  }
+}
+
+/** Cells asked of the core: beyond this it groups clusters into one cell (1 MiB per cell
+ * for a 256 GiB disk of 64 KiB clusters), which still fills the canvas. */
+const MAX_CELLS = 1 << 18;
+
+function unique(files) {
+  const seen = new Map();
+  for (const f of files) seen.set(f.name, f);
+  return [...seen.values()];
+}
+
+function closeView() {
+  cancelExport();
+  state.opened = null;
+  state.cells = null;
+  $('view').hidden = true;
+  $('view').dataset.ready = 'false';
+  $('empty').hidden = false;
+  $('close-btn').hidden = true;
+  revokeDownload();
+}
+
+// ---------------------------------------------------------------------------------------
+// The report
+
+function layersOf(report) {
+  // The core puts the top image's fields at the top level (as qemu-img info does) and
+  // the rest under backing-chain; older cores listed all under `layers`.
+  if (Array.isArray(report.layers)) return report.layers;
+  const { 'backing-chain': chain = [], 'chain-break': _b, 'full-backing-filename': _f, ...top } = report;
+  return [top, ...chain];
+}
+
+function renderOpened(o) {
+  const layers = layersOf(o.report);
+  const top = layers[0];
+  $('empty').hidden = true;
+  $('view').hidden = false;
+  $('close-btn').hidden = false;
+  $('view').dataset.ready = 'false';
+
+  $('image-name').textContent = top.filename;
+  const variant = top.variant && top.variant.toLowerCase() !== top.format.toLowerCase() ? ` · ${top.variant}` : '';
+  $('format-badge').textContent = `${top.format.toUpperCase()}${variant}`;
+  $('format-badge').className = 'badge format';
+  const confirmed = top.layout === 'confirmed';
+  $('layout-badge').textContent = confirmed ? 'layout confirmed' : 'layout reconstructed';
+  $('layout-badge').className = `badge ${confirmed ? 'ok' : 'warn'}`;
+  $('layout-badge').title = confirmed
+    ? 'The field layout comes from the format’s published source code.'
+    : 'The field layout was reconstructed from documentation; it may be wrong in places.';
+  $('dirty-badge').textContent = top['dirty-flag'] ? 'dirty: not closed cleanly' : 'clean';
+  $('dirty-badge').className = `badge ${top['dirty-flag'] ? 'warn' : 'ok'}`;
+
+  const facts = [
+    ['Virtual size', bytes(top['virtual-size'])],
+    ['Cluster size', bytes(top['cluster-size'])],
+    ['File size', bytes(top['file-size'])],
+    ['Backing file', top['backing-filename'] ? `${top['backing-filename']}${top['backing-filename-format'] ? ` (${top['backing-filename-format']})` : ''}` : 'none'],
+    ['Dirty flag', top['dirty-flag'] ? 'set: the image was not closed cleanly' : 'not set'],
+  ];
+  $('facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', { dataset: { fact: k } }, v)]));
+
+  renderSwitch(o);
+  renderChain(o, layers);
+  renderChecks(o);
+  renderHeaders(layers);
+  resetExport();
+}
+
+function renderSwitch(o) {
+  const others = o.candidates.filter((n) => n !== o.top);
+  const box = $('switch');
+  box.hidden = !others.length;
+  if (!others.length) return;
+  box.replaceChildren(
+    el('span', {}, 'Also dropped: '),
+    ...others.map((name) =>
+      el('button', { type: 'button', class: 'btn small', onclick: () => openFiles([], { mode: 'reopen', top: name }) }, `Inspect ${name}`),
+    ),
+  );
+}
+
+function renderChain(o, layers) {
+  $('chain').replaceChildren(
+    ...layers.map((l, i) =>
+      el('li', { class: i === 0 ? 'layer top' : 'layer' },
+        el('span', { class: 'layer-name' }, l.filename),
+        el('span', { class: 'badge format' }, l.format.toUpperCase()),
+        el('span', { class: 'muted' }, `${human(l['virtual-size'])} virtual · ${human(l['file-size'])} file`),
+        el('span', { class: 'layer-role muted' }, i === 0 ? 'image' : `backing file ${i}`),
+      ),
+    ),
+  );
+  const brk = o.chainBreak;
+  const box = $('chain-break');
+  box.hidden = !brk;
+  box.replaceChildren();
+  if (brk) {
+    box.dataset.kind = brk.kind;
+    const where = brk.offset !== undefined ? ` at byte ${fmtOffset(brk.offset)}` : '';
+    if (brk.kind === 'missing') {
+      box.append(
+        el('p', {}, el('strong', {}, `Missing backing file: ${brk.name}`)),
+        el('p', {}, `${brk.by} names “${brk.name}”${where}, but it was not among the files given. Until it is added, the clusters this image takes from it cannot be shown or read.`),
+        el('p', {},
+          el('button', { type: 'button', class: 'btn primary', id: 'add-missing', onclick: () => $('add-input').click() }, `Add ${baseName(brk.name)}…`),
+          el('span', { class: 'muted' }, ' or drop it anywhere on this page.'),
+        ),
+      );
+    } else if (brk.kind === 'loop') {
+      box.append(el('p', {}, el('strong', {}, 'The backing chain loops. '), `${brk.by} names “${brk.name}”${where}, which is already in this chain, so the chain cannot be read past it.`));
+    } else if (brk.kind === 'too-deep') {
+      box.append(el('p', {}, el('strong', {}, 'The backing chain is too deep. '), `diskscope follows at most ${brk.limit} files.`));
+    } else {
+      box.append(
+        el('p', {}, el('strong', {}, `Backing file ${brk.name} could not be opened. `), `${brk.by} names it${where}: ${brk.error}`),
+        el('p', {}, el('button', { type: 'button', class: 'btn', onclick: () => $('add-input').click() }, 'Add another file…')),
+      );
+    }
+  }
+  const unused = o.files.filter((f) => f.role === 'not-an-image' || f.role === 'image');
+  $('unused').hidden = !unused.length;
+  $('unused').textContent = unused.length
+    ? `Not used by this image: ${unused.map((f) => `${f.name} (${f.role === 'image' ? 'another image' : 'not a disk image'})`).join(', ')}.`
+    : '';
+}
+
+const baseName = (n) => n.split(/[\\/]/).pop();
+
+const SEVERITY = { info: 'Info', warning: 'Warning', leak: 'Leak', corruption: 'Corruption' };
+
+function renderChecks(o) {
+  const rows = [];
+  const lines = [];
+  for (const c of o.checks) {
+    if (c.error) {
+      lines.push(`${c.layer}: the check stopped: ${c.error.message}.`);
+      rows.push({ severity: 'corruption', file: c.layer, offset: c.error.offset, message: `The check could not finish: ${c.error.message}` });
+      continue;
+    }
+    const r = c.result;
+    for (const f of r.findings) rows.push(f);
+    const problems = [];
+    if (r.corruptions) problems.push(`${r.corruptions} corruption${r.corruptions === 1 ? '' : 's'}`);
+    if (r.leaks) problems.push(`${r.leaks} leaked cluster${r.leaks === 1 ? '' : 's'}`);
+    if (r['check-errors']) problems.push(`${r['check-errors']} check error${r['check-errors'] === 1 ? '' : 's'}`);
+    const clusters = r['total-clusters']
+      ? ` ${r['allocated-clusters'].toLocaleString('en-US')} of ${r['total-clusters'].toLocaleString('en-US')} clusters allocated${r['fragmented-clusters'] ? `, ${r['fragmented-clusters'].toLocaleString('en-US')} fragmented` : ''}.`
+      : '';
+    lines.push(`${c.layer}: ${problems.length ? problems.join(', ') : 'no errors found'}.${clusters}`);
+    if (r['findings-dropped']) lines.push(`${r['findings-dropped']} more findings are not listed.`);
+  }
+  if (o.chainBreakFinding) rows.unshift(o.chainBreakFinding);
+  $('check-summary').replaceChildren(...lines.map((l) => el('span', { class: 'check-line' }, l)));
+  const tbody = $('findings').tBodies[0];
+  tbody.replaceChildren(
+    ...rows.map((f) =>
+      el('tr', { class: `sev-${f.severity}` },
+        el('td', {}, el('span', { class: `sev sev-${f.severity}` }, SEVERITY[f.severity] || f.severity)),
+        el('td', {}, f.file),
+        el('td', { class: 'num mono' }, f.offset === null || f.offset === undefined ? '' : fmtOffset(f.offset)),
+        el('td', {}, capital(f.message)),
+      ),
+    ),
+  );
+  $('findings').hidden = !rows.length;
+}
+
+function renderHeaders(layers) {
+  const blocks = layers.map((l, i) => {
+    const fields = l['header-fields'] || [];
+    const body = fields.length
+      ? el('table', { class: 'table header-table' },
+          el('thead', {}, el('tr', {}, el('th', { class: 'num' }, 'Offset'), el('th', { class: 'num' }, 'Size'), el('th', {}, 'Field'), el('th', {}, 'Bytes'), el('th', {}, 'Value'), el('th', {}, 'Meaning'))),
+          el('tbody', {}, ...fields.map((f) =>
+            el('tr', { dataset: { field: f.name } },
+              el('td', { class: 'num mono' }, f.offset),
+              el('td', { class: 'num' }, f.size),
+              el('td', { class: 'mono field' }, f.name),
+              el('td', { class: 'mono bytes', title: f.raw }, hexBytes(f.raw)),
+              el('td', { class: 'value' }, f.value),
+              el('td', { class: 'muted' }, f.note),
+            ))),
+        )
+      : el('p', { class: 'muted' }, `${l.format} has no header: byte N of the file is byte N of the disk.`);
+    if (i === 0) return el('div', { class: 'header-block' }, body);
+    return el('details', { class: 'header-block' }, el('summary', {}, `${l.filename} (${l.format}, backing file ${i})`), body);
+  });
+  $('headers').replaceChildren(...blocks);
+}
+
+function hexBytes(raw) {
+  const pairs = raw.match(/../g) || [];
+  const shown = pairs.slice(0, 16).join(' ');
+  return pairs.length > 16 ? `${shown} … (${pairs.length} bytes)` : shown;
+}
+
+// ---------------------------------------------------------------------------------------
+// The map
+
+const CLASS_INFO = (ids, layers) => {
+  const list = [
+    { id: ids.data, key: 'data', label: `Data in ${layers[0]}`, color: '#2563eb' },
+    { id: ids.zero, key: 'zero', label: 'Zero clusters', color: '#a5b4c8' },
+    { id: ids.unallocated, key: 'unallocated', label: 'Unallocated (reads as zeros)', color: '#e9edf2' },
+    { id: ids.compressed, key: 'compressed', label: 'Compressed', color: '#9333ea' },
+    { id: ids.invalid, key: 'invalid', label: 'Invalid mapping', color: '#dc2626' },
+    { id: ids.missing, key: 'missing', label: 'Needs the missing backing file', color: '#f59e0b' },
+  ];
+  const depthColors = ['#0d9488', '#65a30d', '#c2410c', '#7c3aed', '#0891b2', '#be185d'];
+  for (let d = 1; d < layers.length; d++) {
+    list.push({ id: ids.backing + d - 1, key: `backing-${d}`, label: `Data in ${layers[d]} (backing ${d})`, color: depthColors[(d - 1) % depthColors.length] });
+  }
+  return list;
+};
+
+function classInfo() {
+  const c = state.cells;
+  return CLASS_INFO(c.classIds, c.layers);
+}
+
+function renderMap() {
+  const c = state.cells;
+  const wrap = $('map-wrap');
+  state.layout = layoutMap(c.cellCount, wrap.clientWidth || 800);
+  const info = classInfo();
+  const palette = new Map(info.map((k) => [k.id, k.color]));
+  drawMap($('map'), c.classes, state.layout, (id) => palette.get(id) || '#000000');
+  const rowBytes = state.layout.cols * c.cellSize;
+  $('map-scale').textContent = `1 cell = ${human(c.cellSize)}${c.cellSize > state.opened.clusterSize ? ` (${c.cellSize / state.opened.clusterSize} clusters)` : ''} · 1 row = ${human(rowBytes)} · ${c.cellCount.toLocaleString('en-US')} cells`;
+  const total = c.virtualSize;
+  const rows = info.filter((k) => c.totals[k.id] > 0 || ['data', 'zero', 'unallocated'].includes(k.key));
+  $('legend').replaceChildren(
+    ...rows.map((k) =>
+      el('li', { dataset: { class: k.key, bytes: String(c.totals[k.id] || 0) } },
+        el('span', { class: 'swatch', style: `background:${k.color}` }),
+        el('span', { class: 'legend-label' }, k.label),
+        el('span', { class: 'legend-bytes' }, human(c.totals[k.id] || 0)),
+        el('span', { class: 'legend-pct' }, pct(c.totals[k.id] || 0, total)),
+      ),
+    ),
+  );
+  $('cursor').hidden = true;
+}
+
+let lookupInFlight = false;
+let lookupWanted = null;
+let hoverCell = -1;
+
+function onMapMove(ev) {
+  const c = state.cells;
+  if (!c || !state.layout) return;
+  const rect = $('map').getBoundingClientRect();
+  const idx = cellAt(state.layout, ev.clientX - rect.left, ev.clientY - rect.top, c.cellCount);
+  if (idx === hoverCell) return;
+  hoverCell = idx;
+  const cur = $('cursor');
+  if (idx < 0) {
+    cur.hidden = true;
+    return;
+  }
+  const { cols, size } = state.layout;
+  cur.hidden = false;
+  cur.style.left = `${(idx % cols) * size}px`;
+  cur.style.top = `${Math.floor(idx / cols) * size}px`;
+  cur.style.width = cur.style.height = `${Math.max(size, 3)}px`;
+  const start = idx * c.cellSize;
+  const length = Math.min(c.cellSize, c.virtualSize - start);
+  const k = classInfo().find((x) => x.id === c.classes[idx]);
+  $('hover').replaceChildren(
+    el('strong', {}, `Guest ${hex(start)}–${hex(start + length - 1)}`),
+    ` (${human(length)}): ${k ? k.label.toLowerCase() : 'unknown'}${c.cellSize > state.opened.clusterSize ? ' (mostly)' : ''}…`,
+  );
+  lookupWanted = { start, length, idx };
+  pumpLookup();
+}
+
+async function pumpLookup() {
+  if (lookupInFlight || !lookupWanted) return;
+  const want = lookupWanted;
+  lookupWanted = null;
+  lookupInFlight = true;
+  try {
+    const r = await client.call({ type: 'lookup', start: want.start, length: want.length, limit: 4 });
+    if (want.idx === hoverCell) showWhere(want, r);
+  } catch (err) {
+    if (want.idx === hoverCell) $('hover').append(` (${err.message})`);
+  } finally {
+    lookupInFlight = false;
+    // At most one request in flight: the latest wanted one goes next, the rest are dropped.
+    setTimeout(pumpLookup, 30);
+  }
+}
+
+function showWhere(want, r) {
+  const layers = state.cells.layers;
+  const lines = r.entries.map((e) => {
+    const range = `${hex(e.start)} +${human(e.length)}`;
+    let where;
+    if (e.invalidEntry !== undefined) where = `invalid: the table entry at byte ${fmtOffset(e.invalidEntry)} of ${e.layer} points outside the file`;
+    else if (e.missing) where = `in the missing backing file (named by ${layers[layers.length - 1]})`;
+    else if (e.data && !e.zero && e.hostOffset !== undefined) where = `stored in ${e.layer} at byte ${fmtOffset(e.hostOffset)}${e.depth > 0 ? ` (backing ${e.depth})` : ''}`;
+    else if (e.compressed) where = `compressed in ${e.layer}`;
+    else if (e.present) where = `zeros, defined by ${e.layer}${e.depth > 0 ? ` (backing ${e.depth})` : ''}`;
+    else where = 'not allocated anywhere: reads as zeros';
+    return el('span', { class: 'where' }, el('span', { class: 'mono' }, range), ` ${where}`);
+  });
+  if (r.more) lines.push(el('span', { class: 'where muted' }, `…and ${r.more} more runs in this cell`));
+  $('hover').replaceChildren(el('strong', {}, `Guest ${hex(want.start)}–${hex(want.start + want.length - 1)} (${human(want.length)})`), ...lines);
+}
+
+// ---------------------------------------------------------------------------------------
+// Export
+
+function resetExport() {
+  $('export-progress').hidden = true;
+  $('export-btn').disabled = false;
+  $('export-status').textContent = '';
+  const brk = state.opened && state.opened.chainBreak;
+  if (brk && brk.kind === 'missing') $('export-status').textContent = `Clusters this image takes from ${brk.name} cannot be exported until it is added.`;
+}
+
+function revokeDownload() {
+  if (state.downloadUrl) URL.revokeObjectURL(state.downloadUrl);
+  state.downloadUrl = null;
+}
+
+function cancelExport() {
+  if (state.exportId !== null) {
+    client.cancel(state.exportId);
+    state.exportId = null;
+    resetExport();
+  }
+}
+
+async function startExport() {
+  if (!state.opened || state.exportId !== null) return;
+  const name = rawName(state.opened.top);
+  $('export-btn').disabled = true;
+  $('export-progress').hidden = false;
+  $('export-bar').value = 0;
+  $('export-text').textContent = 'Planning…';
+  $('export-status').textContent = '';
+  const t0 = performance.now();
+  let id;
+  try {
+    const p = client.call({ type: 'export' }, {
+      onProgress: (m) => {
+        $('export-bar').value = m.total ? m.done / m.total : 0;
+        $('export-text').textContent = `Assembling ${human(m.done)} of ${human(m.total)}`;
+      },
+    });
+    id = p.id;
+    state.exportId = id;
+    const r = await p;
+    if (state.exportId !== id) return; // cancelled meanwhile
+    state.exportId = null;
+    $('export-progress').hidden = true;
+    $('export-btn').disabled = false;
+    if (r.cancelled) {
+      $('export-status').textContent = 'Cancelled.';
+      return;
+    }
+    revokeDownload();
+    state.downloadUrl = URL.createObjectURL(r.blob);
+    const a = el('a', { href: state.downloadUrl, download: name, class: 'download-link' }, `Save ${name} again`);
+    $('export-status').replaceChildren(`${name} (${human(r.size)}) is being saved by your browser. `, a);
+    $('export-status').dataset.ms = (performance.now() - t0).toFixed(1);
+    const click = el('a', { href: state.downloadUrl, download: name, hidden: true });
+    document.body.append(click);
+    click.click();
+    click.remove();
+  } catch (err) {
+    if (state.exportId === id) state.exportId = null;
+    $('export-progress').hidden = true;
+    $('export-btn').disabled = false;
+    if (err && err.kind === 'superseded') return;
+    $('export-status').textContent = '';
+    showError(err, 'Could not convert');
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Wiring
+
+function setupDrop() {
+  const overlay = $('drop-overlay');
+  let depth = 0;
+  const hasFiles = (ev) => ev.dataTransfer && Array.from(ev.dataTransfer.types || []).includes('Files');
+  window.addEventListener('dragenter', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    depth++;
+    const missing = state.opened && state.opened.chainBreak;
+    $('drop-overlay-text').textContent = missing ? 'Drop to add to this chain' : 'Drop to open';
+    overlay.hidden = false;
+  });
+  window.addEventListener('dragover', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    ev.dataTransfer.dropEffect = 'copy';
+  });
+  window.addEventListener('dragleave', (ev) => {
+    if (!hasFiles(ev)) return;
+    depth = Math.max(0, depth - 1);
+    if (!depth) overlay.hidden = true;
+  });
+  window.addEventListener('drop', (ev) => {
+    if (!hasFiles(ev)) return;
+    ev.preventDefault();
+    depth = 0;
+    overlay.hidden = true;
+    dropped(Array.from(ev.dataTransfer.files || []));
+  });
+}
+
+/** Files arrived by drop or the main picker: add to a chain that misses one, else start over. */
+function dropped(files) {
+  if (!files.length) return;
+  const brk = state.opened && state.opened.chainBreak;
+  openFiles(files, { mode: brk ? 'add' : 'replace' });
+}
+
+function setup() {
+  $('open-btn').addEventListener('click', () => $('file-input').click());
+  $('pick-btn').addEventListener('click', (ev) => {
+    ev.stopPropagation();
+    $('file-input').click();
+  });
+  $('dropzone').addEventListener('click', () => $('file-input').click());
+  $('dropzone').addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' || ev.key === ' ') {
+      ev.preventDefault();
+      $('file-input').click();
+    }
+  });
+  $('file-input').addEventListener('change', (ev) => {
+    dropped(Array.from(ev.target.files));
+    ev.target.value = '';
+  });
+  $('add-input').addEventListener('change', (ev) => {
+    openFiles(Array.from(ev.target.files), { mode: 'add' });
+    ev.target.value = '';
+  });
+  $('close-btn').addEventListener('click', () => {
+    hideError();
+    state.files = [];
+    closeView();
+  });
+  $('alert-close').addEventListener('click', hideError);
+  $('export-btn').addEventListener('click', startExport);
+  $('export-cancel').addEventListener('click', () => {
+    cancelExport();
+    $('export-status').textContent = 'Cancelled.';
+  });
+  $('map').addEventListener('mousemove', onMapMove);
+  $('map').addEventListener('mouseleave', () => {
+    hoverCell = -1;
+    $('cursor').hidden = true;
+  });
+  let resizeTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => state.cells && !$('view').hidden && renderMap(), 150);
+  });
+  setupDrop();
+  client.start().catch((err) => showError(err, 'Could not start'));
+}
+
+setup();
