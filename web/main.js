@@ -167,6 +167,20 @@ function layersOf(report) {
   return [top, ...chain];
 }
 
+/** Every file the image needs and was not given: a missing backing file, and companion
+ * files (a raw-cow's raw file, an add-cow's image file, VMDK extents) the header names. */
+function missingFiles(o) {
+  const out = [];
+  const brk = o.chainBreak;
+  if (brk && brk.kind === 'missing') out.push({ role: 'backing file', name: brk.name, by: brk.by, offset: brk.offset });
+  for (const l of layersOf(o.report)) {
+    for (const c of l.companions || []) {
+      if (!c.found) out.push({ role: c.role, name: c.name, by: l.filename, offset: c.offset });
+    }
+  }
+  return out;
+}
+
 function renderOpened(o) {
   const layers = layersOf(o.report);
   const top = layers[0];
@@ -230,8 +244,26 @@ function renderChain(o, layers) {
   );
   const brk = o.chainBreak;
   const box = $('chain-break');
-  box.hidden = !brk;
+  const missing = missingFiles(o);
+  box.hidden = !brk && !missing.length;
   box.replaceChildren();
+  // Companion files (not backing files) the image names, found or not.
+  for (const l of layers) {
+    for (const c of l.companions || []) {
+      if (c.found) $('chain').append(el('li', { class: 'layer companion' }, el('span', { class: 'muted' }, `${c.role} of ${l.filename}: `), el('span', { class: 'layer-name' }, c.found)));
+    }
+  }
+  for (const m of missing.filter((m) => m.role !== 'backing file')) {
+    const where = m.offset !== undefined ? ` at byte ${fmtOffset(m.offset)}` : '';
+    box.append(
+      el('p', {}, el('strong', {}, `Missing ${m.role}: ${m.name}`)),
+      el('p', {}, `${m.by} names “${m.name}”${where} as its ${m.role}, but it was not among the files given. Until it is added, the clusters stored in it cannot be shown or read.`),
+      el('p', {},
+        el('button', { type: 'button', class: 'btn primary add-missing', onclick: () => $('add-input').click() }, `Add ${baseName(m.name)}…`),
+        el('span', { class: 'muted' }, ' or drop it anywhere on this page.'),
+      ),
+    );
+  }
   if (brk) {
     box.dataset.kind = brk.kind;
     const where = brk.offset !== undefined ? ` at byte ${fmtOffset(brk.offset)}` : '';
@@ -240,7 +272,7 @@ function renderChain(o, layers) {
         el('p', {}, el('strong', {}, `Missing backing file: ${brk.name}`)),
         el('p', {}, `${brk.by} names “${brk.name}”${where}, but it was not among the files given. Until it is added, the clusters this image takes from it cannot be shown or read.`),
         el('p', {},
-          el('button', { type: 'button', class: 'btn primary', id: 'add-missing', onclick: () => $('add-input').click() }, `Add ${baseName(brk.name)}…`),
+          el('button', { type: 'button', class: 'btn primary add-missing', onclick: () => $('add-input').click() }, `Add ${baseName(brk.name)}…`),
           el('span', { class: 'muted' }, ' or drop it anywhere on this page.'),
         ),
       );
@@ -342,7 +374,7 @@ const CLASS_INFO = (ids, layers) => {
     { id: ids.unallocated, key: 'unallocated', label: 'Unallocated (reads as zeros)', color: '#e9edf2' },
     { id: ids.compressed, key: 'compressed', label: 'Compressed', color: '#9333ea' },
     { id: ids.invalid, key: 'invalid', label: 'Invalid mapping', color: '#dc2626' },
-    { id: ids.missing, key: 'missing', label: 'Needs the missing backing file', color: '#f59e0b' },
+    { id: ids.missing, key: 'missing', label: 'Needs a missing file', color: '#f59e0b' },
   ];
   const depthColors = ['#0d9488', '#65a30d', '#c2410c', '#7c3aed', '#0891b2', '#be185d'];
   for (let d = 1; d < layers.length; d++) {
@@ -528,8 +560,8 @@ function setupDrop() {
     if (!hasFiles(ev)) return;
     ev.preventDefault();
     depth++;
-    const missing = state.opened && state.opened.chainBreak;
-    $('drop-overlay-text').textContent = missing ? 'Drop to add to this chain' : 'Drop to open';
+    const missing = state.opened && missingFiles(state.opened).length;
+    $('drop-overlay-text').textContent = missing ? 'Drop to add to this image' : 'Drop to open';
     overlay.hidden = false;
   });
   window.addEventListener('dragover', (ev) => {
@@ -554,8 +586,8 @@ function setupDrop() {
 /** Files arrived by drop or the main picker: add to a chain that misses one, else start over. */
 function dropped(files) {
   if (!files.length) return;
-  const brk = state.opened && state.opened.chainBreak;
-  openFiles(files, { mode: brk ? 'add' : 'replace' });
+  const missing = state.opened && missingFiles(state.opened).length;
+  openFiles(files, { mode: missing ? 'add' : 'replace' });
 }
 
 function setup() {

@@ -96,13 +96,13 @@ test('a missing backing file is named, and adding it completes the chain without
   const p = await page(b, errors);
   await p.goto(server.url);
   await p.setInputFiles('#file-input', join(dir, 'top.qed'));
-  await p.waitForSelector('#add-missing');
+  await p.waitForSelector('.add-missing');
   assert.match(await p.textContent('#view'), /base\.raw/);
-  assert.match(await p.textContent('#add-missing'), /Add base\.raw/);
+  assert.match(await p.textContent('.add-missing'), /Add base\.raw/);
   const before = await legend(p);
   assert.ok(before.missing > 0, `the map shows what needs the missing file: ${JSON.stringify(before)}`);
   await p.setInputFiles('#add-input', join(dir, 'base.raw'));
-  await p.waitForFunction(() => !document.querySelector('#add-missing'));
+  await p.waitForFunction(() => !document.querySelector('.add-missing'));
   await p.waitForFunction(() => [...document.querySelectorAll('#legend li')].some((li) => li.dataset.class === 'backing-1'));
   assert.deepEqual(await legend(p), expectedTotals());
   assert.deepEqual(errors, []);
