@@ -299,9 +299,12 @@ impl CheckResult {
         }
     }
 
-    /// qemu-img check's exit code: 0 clean, 2 corruption, 3 leaks only.
+    /// qemu-img check's exit code: 1 when metadata could not be read ("Check failed"),
+    /// else 2 for corruption, 3 for leaks only, 0 when clean.
     pub fn exit_code(&self) -> i32 {
-        if self.corruptions > 0 || self.check_errors > 0 {
+        if self.check_errors > 0 {
+            1
+        } else if self.corruptions > 0 {
             2
         } else if self.leaks > 0 {
             3
