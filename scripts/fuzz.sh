@@ -43,7 +43,7 @@ for t in "${targets[@]}"; do
     limits=(-max_total_time="$seconds")
     if [ "$mode" = ci ]; then
         rm -rf "$corpus"
-        case "$t" in codec) runs=200000 ;; chain) runs=6000 ;; *) runs=30000 ;; esac
+        case "$t" in codec) runs=200000 ;; chain) runs=6000 ;; *) runs=20000 ;; esac
         limits+=(-seed=1 -runs="$runs")
     fi
     mkdir -p "$corpus" fuzz/artifacts/"$t"
