@@ -4,19 +4,8 @@
 import { WorkerClient } from './client.js';
 import { drawMap, layoutMap, cellAt } from './map.js';
 import { bytes, hex, human, pct, rawName } from './format.js';
-
-const $ = (id) => document.getElementById(id);
-const el = (tag, props = {}, ...children) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === 'class') e.className = v;
-    else if (k === 'dataset') Object.assign(e.dataset, v);
-    else if (k in e) e[k] = v;
-    else e.setAttribute(k, v);
-  }
-  for (const c of children.flat()) if (c != null && c !== false) e.append(c instanceof Node ? c : String(c));
-  return e;
-};
+import { $, el } from './dom.js';
+import * as views from './views.js';
 
 // ---------------------------------------------------------------------------------------
 // State
@@ -30,6 +19,8 @@ const state = {
   downloadUrl: null,
   openSeq: 0, // the latest open; answers to older ones are dropped
   reopened: false,
+  view: { asStored: false, snapshot: null }, // which view of the top image is open
+  mapMode: 'allocation', // or 'versions' (GOW3)
 };
 
 const client = new WorkerClient({
@@ -93,9 +84,13 @@ const fmtOffset = (v) => (typeof v === 'number' ? `${v.toLocaleString('en-US')} 
  * mode 'add': `added` joins the files given so far (the chain named a missing file).
  * mode 'reopen': the same files again (after a worker restart, or to switch image).
  */
-async function openFiles(added, { mode = 'replace', top } = {}) {
+async function openFiles(added, { mode = 'replace', top, view } = {}) {
   added = Array.from(added || []);
   if (mode !== 'reopen' && !added.length) return;
+  // A new image (or another of the dropped ones) opens in its default view.
+  const previousView = state.view;
+  if (mode === 'replace' || (top && (!state.opened || top !== state.opened.top))) state.view = { asStored: false, snapshot: null };
+  if (view) state.view = { ...state.view, ...view };
   const seq = ++state.openSeq;
   if (mode !== 'reopen') state.reopened = false;
   if (mode !== 'reopen' || top) hideError(); // a restart's reopen keeps its message up
@@ -113,20 +108,38 @@ async function openFiles(added, { mode = 'replace', top } = {}) {
   if (mode === 'reopen' && previous) top = top || previous.top;
   busy(`Reading ${state.files.length === 1 ? state.files[0].name : `${state.files.length} files`}…`);
   try {
-    const opened = await client.call({ type: 'open', files: state.files, prefer, top });
+    const opened = await client.call({ type: 'open', files: state.files, prefer, top, asStored: state.view.asStored, snapshot: state.view.snapshot });
     if (seq !== state.openSeq) return;
     state.opened = opened;
     renderOpened(opened);
     busy('Mapping…');
-    const cells = await client.call({ type: 'cells', max: MAX_CELLS });
+    try {
+      state.cells = await client.call({ type: 'cells', max: MAX_CELLS });
+    } catch (err) {
+      // The header and check stay on the page (an encrypted image has no readable map).
+      if (seq !== state.openSeq || (err && err.kind === 'superseded')) return;
+      state.cells = null;
+      mapUnavailable(err);
+    }
     if (seq !== state.openSeq) return;
-    state.cells = cells;
-    renderMap();
+    if (state.cells) {
+      renderMap();
+      $('view').dataset.mapMs = state.cells.ms.toFixed(1);
+    }
     $('view').dataset.openMs = opened.openMs.toFixed(1);
-    $('view').dataset.mapMs = state.cells.ms.toFixed(1);
     $('view').dataset.ready = 'true';
+    views.loadVersions(seq);
+    views.loadHostMap(seq);
   } catch (err) {
     if (seq !== state.openSeq || (err && err.kind === 'superseded')) return;
+    state.view = previousView;
+    if ((mode === 'add' || mode === 'reopen') && previous && state.opened) {
+      if (mode === 'add') state.files = previousFiles; // the open session stays
+      showError(err);
+      // The worker's session is still the previous one: put its view back on the page.
+      if (mode === 'reopen') openFiles([], { mode: 'reopen', top: previous.top, view: previousView });
+      return;
+    }
     if (mode === 'add' && previous) state.files = previousFiles; // the open session stays
     else closeView();
     showError(err);
@@ -143,6 +156,15 @@ function unique(files) {
   const seen = new Map();
   for (const f of files) seen.set(f.name, f);
   return [...seen.values()];
+}
+
+function mapUnavailable(err) {
+  $('map-wrap').hidden = true;
+  $('legend').replaceChildren();
+  $('map-scale').textContent = '';
+  $('hover').textContent = '';
+  $('map-unavailable').hidden = false;
+  $('map-unavailable').textContent = `The map cannot be drawn: ${err.message}.`;
 }
 
 function closeView() {
@@ -215,6 +237,9 @@ function renderOpened(o) {
   renderChain(o, layers);
   renderChecks(o);
   renderHeaders(layers);
+  views.renderWarnings(o);
+  views.renderRecords(o);
+  views.renderSnapshots(o);
   resetExport();
 }
 
@@ -394,7 +419,9 @@ function renderMap() {
   state.layout = layoutMap(c.cellCount, wrap.clientWidth || 800);
   const info = classInfo();
   const palette = new Map(info.map((k) => [k.id, k.color]));
-  drawMap($('map'), c.classes, state.layout, (id) => palette.get(id) || '#000000');
+  $('map-wrap').hidden = false;
+  $('map-unavailable').hidden = true;
+  if (!views.drawVersionsMap($('map'), state.layout)) drawMap($('map'), c.classes, state.layout, (id) => palette.get(id) || '#000000');
   const rowBytes = state.layout.cols * c.cellSize;
   $('map-scale').textContent = `1 cell = ${human(c.cellSize)}${c.cellSize > state.opened.clusterSize ? ` (${c.cellSize / state.opened.clusterSize} clusters)` : ''} · 1 row = ${human(rowBytes)} · ${c.cellCount.toLocaleString('en-US')} cells`;
   const total = c.virtualSize;
@@ -436,9 +463,10 @@ function onMapMove(ev) {
   const start = idx * c.cellSize;
   const length = Math.min(c.cellSize, c.virtualSize - start);
   const k = classInfo().find((x) => x.id === c.classes[idx]);
+  const v = views.versionAt(idx);
   $('hover').replaceChildren(
     el('strong', {}, `Guest ${hex(start)}–${hex(start + length - 1)}`),
-    ` (${human(length)}): ${k ? k.label.toLowerCase() : 'unknown'}${c.cellSize > state.opened.clusterSize ? ' (mostly)' : ''}…`,
+    ` (${human(length)}): ${k ? k.label.toLowerCase() : 'unknown'}${c.cellSize > state.opened.clusterSize ? ' (mostly)' : ''}${v === undefined ? '' : v ? `, version ${v}${c.cellSize > 65536 ? ' (newest in this cell)' : ''}` : ', never written'}…`,
   );
   lookupWanted = { start, length, idx };
   pumpLookup();
@@ -475,7 +503,9 @@ function showWhere(want, r) {
     return el('span', { class: 'where' }, el('span', { class: 'mono' }, range), ` ${where}`);
   });
   if (r.more) lines.push(el('span', { class: 'where muted' }, `…and ${r.more} more runs in this cell`));
-  $('hover').replaceChildren(el('strong', {}, `Guest ${hex(want.start)}–${hex(want.start + want.length - 1)} (${human(want.length)})`), ...lines);
+  const v = views.versionAt(want.idx);
+  const version = v === undefined ? '' : v ? `, version ${v}` : ', never written';
+  $('hover').replaceChildren(el('strong', {}, `Guest ${hex(want.start)}–${hex(want.start + want.length - 1)} (${human(want.length)})${version}`), ...lines);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -485,6 +515,14 @@ function resetExport() {
   $('export-progress').hidden = true;
   $('export-btn').disabled = false;
   $('export-status').textContent = '';
+  $('export-status').classList.remove('refused');
+  const refusal = state.opened && views.exportRefusal(state.opened);
+  if (refusal) {
+    $('export-btn').disabled = true;
+    $('export-status').textContent = refusal;
+    $('export-status').classList.add('refused');
+    return;
+  }
   const brk = state.opened && state.opened.chainBreak;
   if (brk && brk.kind === 'missing') $('export-status').textContent = `Clusters this image takes from ${brk.name} cannot be exported until it is added.`;
 }
@@ -503,8 +541,9 @@ function cancelExport() {
 }
 
 async function startExport() {
-  if (!state.opened || state.exportId !== null) return;
-  const name = rawName(state.opened.top);
+  if (!state.opened || state.exportId !== null || views.exportRefusal(state.opened)) return;
+  const snap = state.opened.snapshot && (state.opened.snapshots || []).find((s) => s.id === state.opened.snapshot);
+  const name = snap ? rawName(`${state.opened.top.replace(/\.[^./\\]*$/, '')}@${snap.name}.x`) : rawName(state.opened.top);
   $('export-btn').disabled = true;
   $('export-progress').hidden = false;
   $('export-bar').value = 0;
@@ -630,9 +669,15 @@ function setup() {
   let resizeTimer = 0;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => state.cells && !$('view').hidden && renderMap(), 150);
+    resizeTimer = setTimeout(() => {
+      if ($('view').hidden) return;
+      if (state.cells) renderMap();
+      views.renderHostMap();
+      views.renderDelta();
+    }, 150);
   });
   setupDrop();
+  views.init({ state, client, showError, renderMap: () => state.cells && renderMap(), reopen: (view) => openFiles([], { mode: 'reopen', view }) });
   client.start().catch((err) => showError(err, 'Could not start'));
 }
 

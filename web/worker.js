@@ -7,10 +7,17 @@
 // Protocol (every request carries an `id`; every answer echoes it):
 //   page -> worker
 //     {type: 'init', module}                       module: a compiled WebAssembly.Module
-//     {type: 'open', id, files, prefer, top}        files: File[]; prefer: names; top: name?
+//     {type: 'open', id, files, prefer, top, asStored, snapshot}
+//                                                   files: File[]; prefer: names; top: name?;
+//                                                   asStored: don't replay a journal/log;
+//                                                   snapshot: a qcow2 snapshot id or name
 //     {type: 'cells', id, max}                      the map picture, at most `max` cells
 //     {type: 'lookup', id, start, length, limit}    where guest bytes live
 //     {type: 'export', id}                          build the raw image as a Blob
+//     {type: 'hostmap', id, max}                    qcow2 host-file cluster usage (or null)
+//     {type: 'versions', id, cellSize}              GOW3 block versions per map cell (or null)
+//     {type: 'entries', id, from, limit, mode, value}  rows of the map-entry table
+//     {type: 'delta', id, master, local, max}       blocks newer on a master than on a local copy
 //     {type: 'cancel', id}                          stop the export `id`
 //   worker -> page
 //     {type: 'ready'} | {type: 'fatal', error}      after init (fatal: the worker is unusable)
@@ -164,6 +171,8 @@ async function handle(msg) {
           Float64Array.from(files, (f) => f.size),
           msg.prefer || [],
           msg.top || undefined,
+          !!msg.asStored,
+          msg.snapshot || undefined,
         );
         value.openMs = performance.now() - t0;
         return { value };
@@ -176,6 +185,20 @@ async function handle(msg) {
       const t0 = performance.now();
       const value = wasm_bindgen.cells(msg.max);
       value.ms = performance.now() - t0;
+      return { value, transfer: [value.classes.buffer] };
+    }
+    case 'hostmap': {
+      const value = wasm_bindgen.host_map(msg.max);
+      return { value, transfer: value ? [value.classes.buffer] : [] };
+    }
+    case 'versions': {
+      const value = wasm_bindgen.versions(msg.cellSize);
+      return { value, transfer: value ? [value.cells.buffer] : [] };
+    }
+    case 'entries':
+      return { value: wasm_bindgen.entries(msg.from || 0, msg.limit || 100, msg.mode || 'all', msg.value || 0) };
+    case 'delta': {
+      const value = wasm_bindgen.delta(msg.master, msg.local, msg.max);
       return { value, transfer: [value.classes.buffer] };
     }
     case 'lookup':

@@ -19,6 +19,8 @@ use diskscope_core::{formats, ser_u64, CheckResult, Finding, ReadAt};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+mod views;
+
 #[wasm_bindgen]
 extern "C" {
     /// Fill `buf` with the bytes of dropped file `file` from `offset`; throws if it cannot.
@@ -177,6 +179,8 @@ struct Session {
     chain: Chain,
     /// Index of the dropped file behind each layer of the chain.
     layer_file: Vec<usize>,
+    /// Every dropped file (for views that open another one, such as a delta).
+    files: Vec<Dropped>,
 }
 
 thread_local! {
@@ -195,7 +199,7 @@ enum Probed {
     /// Not a format diskscope recognises (or unreadable: `why`).
     NotImage { why: Option<String> },
     /// An image; `backing` is the dropped file its header names, if it was dropped.
-    Image { backing: Option<usize> },
+    Image { backing: Option<usize>, versions: bool },
 }
 
 fn probe_all(files: &[Dropped]) -> Vec<Probed> {
@@ -204,9 +208,12 @@ fn probe_all(files: &[Dropped]) -> Vec<Probed> {
             let f = js_file(files, i);
             match formats::probe(&*f) {
                 Ok(Some(driver)) => match formats::open(f, &files[i].name, Some(driver.name), false, &DroppedResolver(files), &Default::default()) {
-                    Ok(image) => Probed::Image { backing: image.info().backing.as_ref().and_then(|b| find_file(files, &b.name)) },
+                    Ok(image) => Probed::Image {
+                        backing: image.info().backing.as_ref().and_then(|b| find_file(files, &b.name)),
+                        versions: matches!(image.block_versions(0, 0), Ok(Some(_))),
+                    },
                     // Recognised but broken: still the image to show (the open error explains).
-                    Err(_) => Probed::Image { backing: None },
+                    Err(_) => Probed::Image { backing: None, versions: false },
                 },
                 Ok(None) => Probed::NotImage { why: None },
                 Err(e) => Probed::NotImage { why: Some(e.to_string()) },
@@ -220,7 +227,7 @@ fn probe_all(files: &[Dropped]) -> Vec<Probed> {
 fn choose_top(files: &[Dropped], probed: &[Probed], prefer: &[String], top: Option<&str>) -> (Option<usize>, Vec<usize>) {
     let images: Vec<usize> = (0..files.len()).filter(|&i| matches!(probed[i], Probed::Image { .. })).collect();
     let backing_of = |i: usize| match probed[i] {
-        Probed::Image { backing } => backing.filter(|&b| b != i),
+        Probed::Image { backing, .. } => backing.filter(|&b| b != i),
         Probed::NotImage { .. } => None,
     };
     let mut candidates: Vec<usize> = images.iter().copied().filter(|&i| !images.iter().any(|&j| backing_of(j) == Some(i))).collect();
@@ -290,6 +297,17 @@ struct Opened<'a> {
     virtual_size: u64,
     #[serde(serialize_with = "ser_u64")]
     cluster_size: u64,
+    /// The top image's internal snapshots (qcow2).
+    snapshots: Vec<diskscope_core::model::Snapshot>,
+    /// The view that was opened: metadata as stored (journal/log not replayed), and the
+    /// snapshot read instead of the current disk.
+    as_stored: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<String>,
+    /// The top image stamps blocks with versions (GOW3).
+    has_versions: bool,
+    /// Dropped images (other than the top) that keep block versions too: delta candidates.
+    versioned: Vec<String>,
 }
 
 /// Open a session over the dropped files (`names[i]` has `sizes[i]` bytes; the worker
@@ -298,7 +316,14 @@ struct Opened<'a> {
 /// Returns the report, a check of every layer and the chain break, if any. The session
 /// is replaced only when this succeeds.
 #[wasm_bindgen]
-pub fn open(names: Vec<String>, sizes: Vec<f64>, prefer: Vec<String>, top: Option<String>) -> Result<JsValue, JsValue> {
+pub fn open(
+    names: Vec<String>,
+    sizes: Vec<f64>,
+    prefer: Vec<String>,
+    top: Option<String>,
+    as_stored: bool,
+    snapshot: Option<String>,
+) -> Result<JsValue, JsValue> {
     if names.len() != sizes.len() {
         return Err(plain_error("usage", String::from("open: names and sizes differ in length")));
     }
@@ -328,7 +353,8 @@ pub fn open(names: Vec<String>, sizes: Vec<f64>, prefer: Vec<String>, top: Optio
     };
 
     let resolver = DroppedResolver(&files);
-    let chain = Chain::open(&files[top].name, js_file(&files, top), None, &resolver).map_err(js_error)?;
+    let options = diskscope_core::image::OpenOptions { as_stored, snapshot: snapshot.clone().filter(|s| !s.is_empty()) };
+    let chain = Chain::open_with(&files[top].name, js_file(&files, top), None, &resolver, &options).map_err(js_error)?;
     let layer_file: Vec<usize> = chain.layers.iter().map(|l| find_file(&files, &l.name).unwrap_or(top)).collect();
     let report = Report::new(&chain).map_err(js_error)?;
     let checks = chain
@@ -363,10 +389,15 @@ pub fn open(names: Vec<String>, sizes: Vec<f64>, prefer: Vec<String>, top: Optio
         chain_break_finding: chain.broken.as_ref().map(|b| b.finding()),
         virtual_size: chain.virtual_size(),
         cluster_size: chain.top().info().cluster_size,
+        snapshots: chain.top().snapshots(),
+        as_stored,
+        snapshot: options.snapshot.clone(),
+        has_versions: matches!(chain.top().block_versions(0, 0), Ok(Some(_))),
+        versioned: views::versioned_images(&files, &probed, top),
     };
     let value = ok_js(&opened)?;
     drop(opened);
-    SESSION.with(|s| *s.borrow_mut() = Some(Session { chain, layer_file }));
+    SESSION.with(|s| *s.borrow_mut() = Some(Session { chain, layer_file, files }));
     Ok(value)
 }
 
