@@ -519,14 +519,14 @@ export function renderDelta() {
   const mn = d['master-newer'];
   $('delta-summary').replaceChildren(
     el('strong', { dataset: { blocks: String(mn.blocks), bytes: String(mn.bytes) } },
-      `${mn.blocks.toLocaleString('en-US')} block${mn.blocks === 1 ? '' : 's'} newer on the master (${bytes(mn.bytes)})`),
+      `${mn.blocks.toLocaleString('en-US')} block${mn.blocks === 1 ? '' : 's'} newer on the master: ${bytes(mn.bytes)}`),
     ` to fetch from ${delta.master} into ${delta.local}.`,
   );
   const row = (color, label, set) =>
     el('li', {}, el('span', { class: 'swatch', style: `background:${color}` }), el('span', { class: 'legend-label' }, label),
       el('span', { class: 'legend-bytes' }, `${set.blocks.toLocaleString('en-US')} blocks`), el('span', { class: 'legend-pct' }, human(set.bytes)));
   $('delta-legend').replaceChildren(
-    row(DELTA_COLORS[1], 'Newer on the master (to fetch)', mn),
+    row(DELTA_COLORS[1], 'Newer on the master', mn),
     row(DELTA_COLORS[2], 'Newer on the local copy', d['local-newer']),
     row(DELTA_COLORS[3], 'Allocated on one side only', { blocks: d['master-only'].blocks + d['local-only'].blocks, bytes: d['master-only'].bytes + d['local-only'].bytes }),
   );
