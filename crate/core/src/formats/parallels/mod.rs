@@ -204,9 +204,15 @@ impl Image for Parallels {
         let mut pos = start;
         while pos < end {
             let i = pos / self.cluster;
+            if i >= self.bat.len() as u64 {
+                // Past the block table nothing is allocated: one run, however large the disk
+                // claims to be (a hostile size must not mean billions of steps).
+                Extent::push(out, Extent { start: pos, length: end - pos, kind: Kind::Unallocated });
+                break;
+            }
             let base = i * self.cluster;
             let stop = end.min(base + self.cluster);
-            let kind = match self.bat.get(i as usize).copied().unwrap_or(0) {
+            let kind = match self.bat[i as usize] {
                 0 => Kind::Unallocated,
                 e => match self.host(e) {
                     Some(h) if h < size => Kind::Data { file: 0, offset: h + (pos - base) },
