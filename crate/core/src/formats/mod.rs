@@ -19,6 +19,7 @@ pub mod qcow;
 pub mod qcow2;
 pub mod qed;
 pub mod raw;
+pub mod tables;
 pub mod vdi;
 pub mod vhdx;
 pub mod vpc;

@@ -7,6 +7,7 @@
 use alloc::{boxed::Box, format, string::String, sync::Arc, vec, vec::Vec};
 use core::cell::{Cell, RefCell};
 
+use crate::formats::tables;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
 use crate::formats::fmt::{field, quoted, size, unix_time};
@@ -198,27 +199,9 @@ impl Qcow {
     }
 
     fn prefetch_l2(&self, start: u64, end: u64) -> u64 {
-        let cover = self.l2_cover();
-        let mut ranges = Vec::new();
-        let mut bytes = 0;
-        let mut reached = end;
-        for i in start / cover..end.div_ceil(cover) {
-            if let Ok(Some(l2)) = self.l2_table(i) {
-                let first = start.max(i * cover) - i * cover;
-                let last = end.min((i + 1) * cover) - i * cover;
-                let (a, b) = (first / self.cluster * 8, last.div_ceil(self.cluster) * 8);
-                // Small requests take some of the table ahead for the next ones.
-                let b = b.max((a + (64 << 10)).min(self.l2_bytes()));
-                ranges.push((l2 + a, b - a));
-                bytes += b - a;
-                if bytes as usize >= limits::SPAN_CACHE_BYTES / 2 {
-                    reached = end.min((i + 1) * cover);
-                    break;
-                }
-            }
-        }
-        self.file.prefetch(&mut ranges);
-        reached
+        // Small requests take 64 KiB of the table ahead for the next ones.
+        let shape = tables::Shape { cover: self.l2_cover(), unit: self.cluster, entry: 8, table: self.l2_bytes(), ahead: 64 << 10 };
+        tables::prefetch(&*self.file, &shape, start, end, |i| self.l2_table(i).ok().flatten())
     }
 
     fn refuse_encrypted(&self) -> Result<()> {

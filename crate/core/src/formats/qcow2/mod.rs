@@ -7,6 +7,7 @@
 use alloc::{boxed::Box, format, string::String, sync::Arc, vec, vec::Vec};
 use core::cell::{Cell, RefCell};
 
+use crate::formats::tables;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
 use crate::formats::fmt;
@@ -511,30 +512,12 @@ impl Qcow2 {
     }
 
     /// Tell the cache which L2 entries guest `[start, end)` needs, as much as it can hold
-    /// at once; returns the guest offset the prefetched batch reaches.
+    /// at once; returns the guest offset the prefetched batch reaches. Small requests
+    /// (reading a few clusters) take some of the table ahead, so the next ones are served
+    /// from the same read.
     fn prefetch_l2(&self, start: u64, end: u64) -> u64 {
-        let cover = self.l2_cover();
-        let mut ranges = Vec::new();
-        let mut bytes = 0;
-        let mut reached = end;
-        for i in start / cover..end.div_ceil(cover) {
-            if let Ok(Some(l2)) = self.l2_table(i) {
-                let first = start.max(i * cover) - i * cover;
-                let last = end.min((i + 1) * cover) - i * cover;
-                let (a, b) = (first / self.cluster * self.eb, last.div_ceil(self.cluster) * self.eb);
-                // Small requests (reading a few clusters) take some of the table ahead, so
-                // the next ones are served from the same read.
-                let b = b.max((a + L2_AHEAD_BYTES).min(self.cluster));
-                ranges.push((l2 + a, b - a));
-                bytes += b - a;
-                if bytes as usize >= limits::SPAN_CACHE_BYTES / 2 {
-                    reached = end.min((i + 1) * cover);
-                    break;
-                }
-            }
-        }
-        self.file.prefetch(&mut ranges);
-        reached
+        let shape = tables::Shape { cover: self.l2_cover(), unit: self.cluster, entry: self.eb, table: self.cluster, ahead: L2_AHEAD_BYTES };
+        tables::prefetch(&*self.file, &shape, start, end, |i| self.l2_table(i).ok().flatten())
     }
 
     /// The L2 entry (and bitmap) that maps guest cluster `cs`, with its byte offset.

@@ -4,6 +4,7 @@
 use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
 use zerocopy::{FromBytes, IntoBytes};
 
+use crate::formats::tables;
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
 use crate::io::{read_exact_at, table_buf, ReadAt};
@@ -162,29 +163,11 @@ impl Qed {
         Ok(table.iter().map(|e| e.get()).collect())
     }
 
-    /// Tell the cache which L2 entries the guest range `[start, end)` needs, as much as it
-    /// can hold at once; returns the guest offset the prefetched batch reaches.
+    /// Tell the cache which L2 entries guest `[start, end)` needs; returns the guest offset
+    /// the prefetched batch reaches.
     fn prefetch_l2(&self, start: u64, end: u64) -> u64 {
-        let cover = self.l2_cover();
-        let mut ranges = Vec::new();
-        let mut bytes = 0;
-        let mut reached = end;
-        for i in start / cover..end.div_ceil(cover) {
-            let l2 = self.l1[i as usize];
-            if l2 != 0 && self.valid_table(l2) {
-                let first = start.max(i * cover) - i * cover;
-                let last = end.min((i + 1) * cover) - i * cover;
-                let (a, b) = (first / self.cluster * 8, last.div_ceil(self.cluster) * 8);
-                ranges.push((l2 + a, b - a));
-                bytes += b - a;
-                if bytes as usize >= limits::SPAN_CACHE_BYTES / 2 {
-                    reached = end.min((i + 1) * cover);
-                    break;
-                }
-            }
-        }
-        self.file.prefetch(&mut ranges);
-        reached
+        let shape = tables::Shape { cover: self.l2_cover(), unit: self.cluster, entry: 8, table: self.table_bytes(), ahead: 0 };
+        tables::prefetch(&*self.file, &shape, start, end, |i| Some(self.l1[i as usize]).filter(|&l2| l2 != 0 && self.valid_table(l2)))
     }
 }
 
