@@ -114,7 +114,8 @@ async function openFiles(added, { mode = 'replace', top, view } = {}) {
     renderOpened(opened);
     busy('Mapping…');
     try {
-      state.cells = await client.call({ type: 'cells', max: MAX_CELLS });
+      renderGrids(layersOf(opened.report)[0]);
+      state.cells = await client.call({ type: 'cells', max: MAX_CELLS, unit: state.gridUnit });
     } catch (err) {
       // The header and check stay on the page (an encrypted image has no readable map).
       if (seq !== state.openSeq || (err && err.kind === 'superseded')) return;
@@ -201,6 +202,32 @@ function missingFiles(o) {
     }
   }
   return out;
+}
+
+/** The granularities the format offers to draw the map at (FVD blocks and chunks, cow bits). */
+function renderGrids(top) {
+  const grids = top.grids || [];
+  const keep = grids.some((g) => g.size === state.gridUnit);
+  if (!keep) state.gridUnit = 0;
+  $('map-grid-label').hidden = !grids.length;
+  $('map-grid').replaceChildren(
+    el('option', { value: '0' }, `cluster (${human(top['cluster-size'])})`),
+    ...grids.map((g) => el('option', { value: String(g.size) }, `${g.name} (${human(g.size)})`)),
+  );
+  $('map-grid').value = String(state.gridUnit || 0);
+}
+
+async function redrawAtGrid() {
+  state.gridUnit = Number($('map-grid').value) || 0;
+  busy('Mapping…');
+  try {
+    state.cells = await client.call({ type: 'cells', max: MAX_CELLS, unit: state.gridUnit });
+    renderMap();
+  } catch (err) {
+    if (!(err && err.kind === 'superseded')) showError(err, 'Could not draw the map');
+  } finally {
+    busy(null);
+  }
 }
 
 function renderOpened(o) {
@@ -629,7 +656,12 @@ function dropped(files) {
   openFiles(files, { mode: missing ? 'add' : 'replace' });
 }
 
+function setupGrids() {
+  $('map-grid').addEventListener('change', redrawAtGrid);
+}
+
 function setup() {
+  setupGrids();
   $('open-btn').addEventListener('click', () => $('file-input').click());
   $('pick-btn').addEventListener('click', (ev) => {
     ev.stopPropagation();

@@ -11,7 +11,7 @@
 //                                                   files: File[]; prefer: names; top: name?;
 //                                                   asStored: don't replay a journal/log;
 //                                                   snapshot: a qcow2 snapshot id or name
-//     {type: 'cells', id, max}                      the map picture, at most `max` cells
+//     {type: 'cells', id, max, unit?}               the map picture, at most `max` cells, of `unit` bytes
 //     {type: 'lookup', id, start, length, limit}    where guest bytes live
 //     {type: 'export', id}                          build the raw image as a Blob
 //     {type: 'hostmap', id, max}                    qcow2 host-file cluster usage (or null)
@@ -183,7 +183,7 @@ async function handle(msg) {
     }
     case 'cells': {
       const t0 = performance.now();
-      const value = wasm_bindgen.cells(msg.max);
+      const value = wasm_bindgen.cells(msg.max, msg.unit || 0);
       value.ms = performance.now() - t0;
       return { value, transfer: [value.classes.buffer] };
     }

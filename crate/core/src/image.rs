@@ -45,6 +45,12 @@ pub trait Image {
         None
     }
 
+    /// The granularities the format's metadata works at, besides the cluster size, for
+    /// drawing the map at each (empty for most formats).
+    fn grids(&self) -> Vec<crate::model::Grid> {
+        Vec::new()
+    }
+
     /// A full consistency check, as thorough as the format's own tool's.
     fn check(&self) -> Result<CheckResult>;
 

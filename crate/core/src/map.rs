@@ -246,9 +246,15 @@ impl Chain {
     /// Each cell takes the class covering most of its bytes, except that an invalid range
     /// always shows: corruption must not be averaged away.
     pub fn cells(&self, max_cells: u64) -> Result<Cells> {
+        self.cells_at(self.top().info().cluster_size, max_cells)
+    }
+
+    /// [`Chain::cells`] with cells of `unit` guest bytes (one of the top image's grids, say),
+    /// doubled until at most `max_cells` cover the disk.
+    pub fn cells_at(&self, unit: u64, max_cells: u64) -> Result<Cells> {
         let size = self.virtual_size();
         let max_cells = max_cells.clamp(1, limits::MAX_MAP_CELLS);
-        let mut cell_size = self.top().info().cluster_size.max(512);
+        let mut cell_size = unit.clamp(512, 1 << 62);
         while size.div_ceil(cell_size) > max_cells {
             cell_size *= 2;
         }

@@ -119,6 +119,18 @@ pub struct BlockVersions {
     pub versions: Vec<u32>,
 }
 
+/// A granularity the format keeps its metadata at, for drawing the map at it (FVD's bitmap
+/// blocks and table chunks, a cow bitmap's 512-byte sectors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(Serialize), serde(rename_all = "kebab-case"))]
+pub struct Grid {
+    /// What one cell is, in words ("bitmap block", "table chunk").
+    pub name: String,
+    /// Guest bytes per cell.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_u64"))]
+    pub size: u64,
+}
+
 /// Where the bytes of a guest range come from, at one layer of a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

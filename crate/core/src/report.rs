@@ -27,6 +27,9 @@ pub struct LayerReport {
     pub backing_filename_format: Option<String>,
     pub header_fields: Vec<Field>,
     pub regions: Vec<Region>,
+    /// Granularities to draw the map at besides the cluster (FVD blocks and chunks, cow bits).
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    pub grids: Vec<crate::model::Grid>,
     /// Journal or log records (FVD's journal, VHDX's log), when the format keeps any.
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     pub records: Vec<crate::model::Record>,
@@ -68,6 +71,7 @@ impl LayerReport {
             header_fields: image.header_fields(),
             regions: image.regions()?,
             records: image.records(),
+            grids: image.grids(),
         })
     }
 }

@@ -436,9 +436,11 @@ fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) {
 /// `classes[i]` is the class of guest bytes `[i*cellSize, (i+1)*cellSize)`, `totals[c]` the
 /// guest bytes of class `c`; backing data at depth d is class `classIds.backing + d - 1`.
 #[wasm_bindgen]
-pub fn cells(max_cells: f64) -> Result<js_sys::Object, JsValue> {
+pub fn cells(max_cells: f64, unit: f64) -> Result<js_sys::Object, JsValue> {
     with_session(|s| {
-        let cells = s.chain.cells(max_cells.max(1.0) as u64).map_err(js_error)?;
+        // `unit` > 0: draw at that granularity (one of the report's `grids`), else per cluster.
+        let max = max_cells.max(1.0) as u64;
+        let cells = if unit >= 1.0 { s.chain.cells_at(unit as u64, max) } else { s.chain.cells(max) }.map_err(js_error)?;
         let out = js_sys::Object::new();
         set(&out, "cellSize", cells.cell_size as f64);
         set(&out, "cellCount", cells.classes.len() as f64);

@@ -163,6 +163,7 @@ impl AddCow {
 }
 
 impl Image for AddCow {
+
     fn info(&self) -> &ImageInfo {
         &self.info
     }

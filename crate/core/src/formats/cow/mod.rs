@@ -152,6 +152,7 @@ impl Cow {
 }
 
 impl Image for Cow {
+
     fn info(&self) -> &ImageInfo {
         &self.info
     }

@@ -641,6 +641,17 @@ enum Loc {
 }
 
 impl Image for Fvd {
+    fn grids(&self) -> Vec<Grid> {
+        let mut g = Vec::new();
+        if self.bitmap.is_some() {
+            g.push(Grid { name: String::from("bitmap block (one bit of the bitmap)"), size: self.g.block });
+        }
+        if self.table.is_some() {
+            g.push(Grid { name: String::from("table chunk (one entry of the chunk table)"), size: self.g.chunk });
+        }
+        g
+    }
+
     fn info(&self) -> &ImageInfo {
         &self.info
     }
