@@ -361,6 +361,11 @@ function renderChecks(o) {
     }
     const r = c.result;
     for (const f of r.findings) rows.push(f);
+    const layer = layersOf(o.report).find((l) => l.filename === c.layer);
+    if (layer && !(layer['header-fields'] || []).length && !r['total-clusters'] && !r.findings.length) {
+      lines.push(`${c.layer}: ${layer.format} file, no metadata to check.`);
+      continue;
+    }
     const problems = [];
     if (r.corruptions) problems.push(`${r.corruptions} corruption${r.corruptions === 1 ? '' : 's'}`);
     if (r.leaks) problems.push(`${r.leaks} leaked cluster${r.leaks === 1 ? '' : 's'}`);
