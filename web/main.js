@@ -454,6 +454,8 @@ function renderMap() {
   $('map-wrap').hidden = false;
   $('map-unavailable').hidden = true;
   if (!views.drawVersionsMap($('map'), state.layout)) drawMap($('map'), c.classes, state.layout, (id) => palette.get(id) || '#000000');
+  // The geometry, for tests and tools that point at a given guest offset.
+  Object.assign($('map').dataset, { cols: state.layout.cols, cellPx: state.layout.size, cellBytes: c.cellSize });
   const rowBytes = state.layout.cols * c.cellSize;
   $('map-scale').textContent = `1 cell = ${human(c.cellSize)}${c.cellSize > state.opened.clusterSize ? ` (${c.cellSize / state.opened.clusterSize} clusters)` : ''} · 1 row = ${human(rowBytes)} · ${c.cellCount.toLocaleString('en-US')} cells`;
   const total = c.virtualSize;

@@ -2,7 +2,7 @@
 // and Debian's Chromium driven by playwright-core.
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -60,4 +60,21 @@ export async function page(b, errors) {
   p.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
   p.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
   return p;
+}
+
+/** Screenshots go to tests/out/ (gitignored), to be looked at. */
+export const outDir = join(root, 'tests/out');
+
+export async function shot(p, name, opts = {}) {
+  mkdirSync(outDir, { recursive: true });
+  await p.screenshot({ path: join(outDir, `${name}.png`), fullPage: true, ...opts });
+}
+
+/** Move the mouse onto the map cell that holds guest byte `offset`. */
+export async function hoverGuest(p, offset) {
+  const { cols, cellPx, cellBytes } = await p.$eval('#map', (c) => ({ ...c.dataset }));
+  const cell = Math.floor(offset / Number(cellBytes));
+  const box = await p.locator('#map').boundingBox();
+  const px = Number(cellPx);
+  await p.mouse.move(box.x + (cell % cols) * px + px / 2, box.y + Math.floor(cell / cols) * px + px / 2);
 }

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, page, requireBuild, serve, sh, single, tmp } from './helpers.mjs';
+import { browser, hoverGuest, page, requireBuild, serve, sh, shot, single, tmp } from './helpers.mjs';
 
 let dir, server, b;
 const M = 1024 * 1024;
@@ -63,13 +63,27 @@ for (const where of ['served', 'single file']) {
     assert.match(await p.textContent('#view'), /base\.raw/);
     assert.deepEqual(await legend(p), expectedTotals());
 
+    // Hover: the page asks the worker where a cell lives and names the file and offset.
+    const hostOf = (guest) => JSON.parse(sh('qemu-img', ['map', '--output=json', 'top.qed'], dir))
+      .find((r) => r.start <= guest && guest < r.start + r.length);
+    for (const [guest, file] of [[1 * M, 'top.qed'], [12 * M, 'base.raw']]) {
+      await hoverGuest(p, guest);
+      const r = hostOf(guest);
+      const host = r.offset + (guest - r.start);
+      await p.waitForFunction(([f, h]) => document.getElementById('hover').textContent.includes(`stored in ${f} at byte ${h.toLocaleString('en-US')}`),
+        [file, host], { timeout: 5000 });
+    }
+    await hoverGuest(p, 6 * M);
+    await p.waitForFunction(() => /zeros, defined by top\.qed/.test(document.getElementById('hover').textContent));
+    await hoverGuest(p, 1 * M);
+    await shot(p, `qed-${where.replace(' ', '-')}`);
+
     const [download] = await Promise.all([p.waitForEvent('download'), p.click('#export-btn')]);
     assert.equal(download.suggestedFilename(), 'top.raw');
     const got = readFileSync(await download.path());
     const want = readFileSync(join(dir, 'expected.raw'));
     assert.equal(got.length, want.length, 'raw size');
     assert.ok(got.equals(want), 'the downloaded raw image differs from qemu-img convert -O raw');
-    await p.screenshot({ path: join(dir, `qed-${where.replace(' ', '-')}.png`), fullPage: true });
     assert.deepEqual(errors, []);
     await p.context().close();
   });
@@ -82,6 +96,8 @@ for (const where of ['served', 'single file']) {
     await p.waitForSelector('#alert:not([hidden])');
     const alert = await p.textContent('#alert');
     assert.match(alert, /not a disk image/i, alert);
+    assert.match(alert, /notes\.txt/, 'the message lists what was dropped');
+    await shot(p, `error-${where.replace(' ', '-')}`);
     // Another file can be opened after the error.
     await p.setInputFiles('#file-input', [join(dir, 'top.qed'), join(dir, 'base.raw')]);
     await p.waitForSelector('#legend li');
@@ -89,22 +105,24 @@ for (const where of ['served', 'single file']) {
     assert.deepEqual(errors, []);
     await p.context().close();
   });
-}
 
-test('a missing backing file is named, and adding it completes the chain without starting over', async () => {
-  const errors = [];
-  const p = await page(b, errors);
-  await p.goto(server.url);
-  await p.setInputFiles('#file-input', join(dir, 'top.qed'));
-  await p.waitForSelector('.add-missing');
-  assert.match(await p.textContent('#view'), /base\.raw/);
-  assert.match(await p.textContent('.add-missing'), /Add base\.raw/);
-  const before = await legend(p);
-  assert.ok(before.missing > 0, `the map shows what needs the missing file: ${JSON.stringify(before)}`);
-  await p.setInputFiles('#add-input', join(dir, 'base.raw'));
-  await p.waitForFunction(() => !document.querySelector('.add-missing'));
-  await p.waitForFunction(() => [...document.querySelectorAll('#legend li')].some((li) => li.dataset.class === 'backing-1'));
-  assert.deepEqual(await legend(p), expectedTotals());
-  assert.deepEqual(errors, []);
-  await p.context().close();
-});
+  test(`${where}: a missing backing file is named, and adding it completes the chain without starting over`, async () => {
+    const errors = [];
+    const p = await page(b, errors);
+    await p.goto(where === 'served' ? server.url : `file://${single}`);
+    await p.setInputFiles('#file-input', join(dir, 'top.qed'));
+    await p.waitForSelector('.add-missing');
+    assert.match(await p.textContent('#view'), /base\.raw/);
+    assert.match(await p.textContent('.add-missing'), /Add base\.raw/);
+    const before = await legend(p);
+    assert.ok(before.missing > 0, `the map shows what needs the missing file: ${JSON.stringify(before)}`);
+    await shot(p, `missing-${where.replace(' ', '-')}`);
+    await p.setInputFiles('#add-input', join(dir, 'base.raw'));
+    await p.waitForFunction(() => !document.querySelector('.add-missing'));
+    await p.waitForFunction(() => [...document.querySelectorAll('#legend li')].some((li) => li.dataset.class === 'backing-1'));
+    assert.deepEqual(await legend(p), expectedTotals());
+    assert.match(await p.textContent('#chain'), /base\.raw/);
+    assert.deepEqual(errors, []);
+    await p.context().close();
+  });
+}

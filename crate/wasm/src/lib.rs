@@ -342,13 +342,18 @@ pub fn open(
                 _ => format!("{} ({})", f.name, human_size(f.size)),
             })
             .collect();
-        let (one, what) = if files.len() == 1 { ("it", "file") } else { ("any of them", "files") };
-        let message = format!(
-            "None of the dropped {} is a disk image diskscope recognises: {}. diskscope reads QED images (with their backing files); a raw disk has no header to recognise {} by, so drop the image that uses it together with it.",
-            what,
-            list.join(", "),
-            one
-        );
+        let message = if files.len() == 1 {
+            format!(
+                "The dropped file {} is not a disk image diskscope recognises. A raw disk has no header to recognise it by: drop it together with the image that uses it as its backing file.",
+                list[0]
+            )
+        } else {
+            format!(
+                "None of the {} dropped files is a disk image diskscope recognises: {}. A raw disk has no header to recognise it by: drop it together with the image that uses it as its backing file.",
+                files.len(),
+                list.join(", ")
+            )
+        };
         return Err(plain_error("no-image", message));
     };
 
