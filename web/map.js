@@ -10,7 +10,12 @@ export function layoutMap(n, width) {
   let pick = null;
   for (const size of SIZES) {
     let cols = Math.floor(width / size);
-    if (cols >= 16) cols -= cols % 8; // rows of a round number of cells read better
+    if (cols >= 16) {
+      // Rows of a round number of cells read better: a power of two if it fills most of
+      // the width (a 256 GiB disk at 1 MiB a cell then has 1 GiB rows), else a multiple of 8.
+      const pow = 2 ** Math.floor(Math.log2(cols));
+      cols = pow >= cols * 0.75 ? pow : cols - (cols % 8);
+    }
     cols = Math.max(1, Math.min(cols, n));
     const rows = Math.ceil(n / cols);
     pick = { size, cols, rows };
