@@ -126,3 +126,44 @@ for (const where of ['served', 'single file']) {
     await p.context().close();
   });
 }
+
+/** Drop files on the page as a person would (Playwright cannot drag real files, so the
+ * drop carries in-memory copies; a dropped File behaves as a picked one). */
+async function drop(p, paths) {
+  const files = paths.map((path) => ({ name: path.split('/').pop(), b64: readFileSync(path).toString('base64') }));
+  const dt = await p.evaluateHandle((files) => {
+    const dt = new DataTransfer();
+    for (const f of files) dt.items.add(new File([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], f.name));
+    return dt;
+  }, files);
+  await p.dispatchEvent('body', 'dragenter', { dataTransfer: dt });
+  assert.equal(await p.isVisible('#drop-overlay'), true, 'dragging files over the page shows where to drop');
+  await p.dispatchEvent('body', 'dragover', { dataTransfer: dt });
+  await p.dispatchEvent('body', 'drop', { dataTransfer: dt });
+}
+
+test('files dropped anywhere on the page open; a missing backing file can be dropped in afterwards', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  await p.goto(server.url);
+  sh('qemu-img', ['create', '-q', '-f', 'raw', 'small-base.raw', '2M'], dir);
+  sh('qemu-io', ['-f', 'raw', '-c', 'write -P 3 0 2M', 'small-base.raw'], dir);
+  sh('qemu-img', ['create', '-q', '-f', 'qed', '-b', 'small-base.raw', '-F', 'raw', 'small.qed', '2M'], dir);
+  sh('qemu-io', ['-c', 'write -P 4 64k 64k', 'small.qed'], dir);
+  await drop(p, [join(dir, 'notes.txt')]);
+  await p.waitForSelector('#alert:not([hidden])');
+  assert.match(await p.textContent('#alert'), /notes\.txt/);
+  await drop(p, [join(dir, 'small.qed')]);
+  await p.waitForSelector('.add-missing');
+  assert.match(await p.textContent('.add-missing'), /Add small-base\.raw/);
+  assert.equal(await p.isVisible('#alert'), false, 'the earlier error is gone');
+  await drop(p, [join(dir, 'small-base.raw')]);
+  await p.waitForFunction(() => !document.querySelector('.add-missing'));
+  await p.waitForFunction(() => [...document.querySelectorAll('#legend li')].some((li) => li.dataset.class === 'backing-1'));
+  assert.equal(await p.textContent('#image-name'), 'small.qed');
+  const legend = await p.$$eval('#legend li', (lis) => Object.fromEntries(lis.map((li) => [li.dataset.class, Number(li.dataset.bytes)])));
+  assert.equal(legend.data, 64 * 1024);
+  assert.equal(legend['backing-1'], 2 * M - 64 * 1024);
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
