@@ -43,3 +43,22 @@ pub fn prefetch(file: &dyn ReadAt, s: &Shape, start: u64, end: u64, table: impl 
     file.prefetch(&mut ranges);
     end
 }
+
+/// For checks that walk every table in order: when the walk reaches the table at `at` and
+/// it is still in `pending` (offset, length ranges in walk order), prefetch it and the
+/// following tables, as many as the cache holds, and drop them from `pending`.
+pub fn prefetch_pending(file: &dyn ReadAt, pending: &mut Vec<(u64, u64)>, at: u64) {
+    let Some(pos) = pending.iter().position(|&(o, _)| o == at) else { return };
+    let mut batch: Vec<(u64, u64)> = Vec::new();
+    let mut bytes = 0;
+    for &rg in &pending[pos..] {
+        bytes += rg.1;
+        if bytes as usize > limits::SPAN_CACHE_BYTES / 2 && !batch.is_empty() {
+            break;
+        }
+        batch.push(rg);
+    }
+    let n = batch.len();
+    file.prefetch(&mut batch);
+    pending.drain(..pos + n);
+}

@@ -11,6 +11,7 @@ use alloc::{collections::BTreeMap, format, string::String, vec, vec::Vec};
 
 use super::header::*;
 use super::*;
+use crate::formats::tables;
 
 /// Host-cluster classes of the usage map (indexes into [`LEGEND`]).
 pub mod hc {
@@ -195,20 +196,7 @@ impl Walk<'_> {
             if l2 >= self.file_len {
                 continue; // counted (and reported) as past the end above
             }
-            if let Some(pos) = pending.iter().position(|&(o, _)| o == l2) {
-                let mut batch: Vec<(u64, u64)> = Vec::new();
-                let mut bytes = 0;
-                for &rg in &pending[pos..] {
-                    bytes += rg.1;
-                    if bytes as usize > limits::SPAN_CACHE_BYTES / 2 && !batch.is_empty() {
-                        break;
-                    }
-                    batch.push(rg);
-                }
-                let n = batch.len();
-                q.file.prefetch(&mut batch);
-                pending.drain(..pos + n);
-            }
+            tables::prefetch_pending(&*q.file, &mut pending, l2);
             self.l2(l2, i as u64, at, active)?;
         }
         Ok(())

@@ -7,6 +7,7 @@ use alloc::{format, string::String, vec, vec::Vec};
 use super::{Qed, ZERO_CLUSTER};
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::formats::tables;
 use crate::model::{CheckResult, Finding, Severity};
 
 struct Used {
@@ -87,20 +88,7 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
             continue;
         }
         // Prefetch the next batch of L2 tables when we reach one that is not cached.
-        if let Some(pos) = ranges.iter().position(|&(o, _)| o == l2) {
-            let mut batch: Vec<(u64, u64)> = Vec::new();
-            let mut bytes = 0;
-            for &rg in &ranges[pos..] {
-                bytes += rg.1;
-                if bytes as usize > limits::SPAN_CACHE_BYTES / 2 && !batch.is_empty() {
-                    break;
-                }
-                batch.push(rg);
-            }
-            let n = batch.len();
-            q.file.prefetch(&mut batch);
-            ranges.drain(..pos + n);
-        }
+        tables::prefetch_pending(&*q.file, &mut ranges, l2);
         let table = match q.read_table(l2, 0, q.entries, "L2 table") {
             Ok(t) => t,
             Err(e) => {
