@@ -19,6 +19,10 @@
 //     {type: 'entries', id, from, limit, mode, value}  rows of the map-entry table
 //     {type: 'delta', id, master, local, max}       blocks newer on a master than on a local copy
 //     {type: 'cancel', id}                          stop the export `id`
+//     {type: 'bytes', id, file, offset, length}     raw bytes of dropped file `file` (a name),
+//                                                   at most BYTES_MAX; the hex view's slices
+//     {type: 'hostdata', id, max}                  host ranges of guest data per layer (Float64Array)
+//     {type: 'report', id}                          the whole inspection as `diskscope report --json` prints it
 //   worker -> page
 //     {type: 'ready'} | {type: 'fatal', error}      after init (fatal: the worker is unusable)
 //     {type: 'result', id, value}                   the answer to request `id`
@@ -157,6 +161,24 @@ async function exportRaw(id) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Raw bytes for the hex view: a slice of a dropped file, read here so the page never
+// touches file contents. Bounded so a bad request cannot pull a whole disk into memory.
+
+const BYTES_MAX = 1 << 20;
+
+function fileBytes({ file, offset, length }) {
+  const f = files.find((x) => x.name === file);
+  if (!f) throw { kind: 'usage', message: `${file} is not among the dropped files` };
+  if (!(offset >= 0 && length >= 0 && length <= BYTES_MAX)) {
+    throw { kind: 'usage', message: `bytes: offset ${offset} and length ${length} must be positive, the length at most ${BYTES_MAX}` };
+  }
+  const start = Math.min(offset, f.size);
+  const end = Math.min(offset + length, f.size);
+  const bytes = new Uint8Array(reader.readAsArrayBuffer(f.slice(start, end)));
+  return { value: { file, offset: start, size: f.size, bytes }, transfer: [bytes.buffer] };
+}
+
+// ---------------------------------------------------------------------------------------
 
 async function handle(msg) {
   switch (msg.type) {
@@ -201,6 +223,14 @@ async function handle(msg) {
       const value = wasm_bindgen.delta(msg.master, msg.local, msg.max);
       return { value, transfer: [value.classes.buffer] };
     }
+    case 'bytes':
+      return fileBytes(msg);
+    case 'hostdata': {
+      const value = wasm_bindgen.host_data(msg.max || 100000);
+      return { value, transfer: [value.buffer] };
+    }
+    case 'report':
+      return { value: wasm_bindgen.report_json() };
     case 'lookup':
       return { value: wasm_bindgen.lookup(msg.start, msg.length, msg.limit || 8) };
     case 'export': {

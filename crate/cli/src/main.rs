@@ -92,6 +92,19 @@ enum Command {
         #[arg(short = 'F')]
         format_b: Option<String>,
     },
+    /// The whole inspection as one JSON document (the page's "JSON report"): `info`
+    /// (as info --json), `checks` (check --json of each layer, top first) and `map` (map
+    /// --json's runs). JSON is its only output; --json is accepted for symmetry.
+    Report {
+        image: PathBuf,
+        #[arg(short = 'f', long = "format")]
+        format: Option<String>,
+        /// Report on an internal snapshot (qcow2), as map -l.
+        #[arg(short = 'l')]
+        snapshot: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Blocks a local copy must fetch from its master (newer block versions, GOW3), blocks
     /// newer on the local side, and blocks stored on one side only.
     Delta {
@@ -228,6 +241,15 @@ fn run(cli: Cli) -> Result<u8> {
                 true
             })?;
             pb.finish_and_clear();
+        }
+        Command::Report { image, format, snapshot, json: _ } => {
+            let chain = match snapshot {
+                Some(_) => snapshot::open(&image, format.as_deref(), snapshot.as_deref(), OPTIONS.get_or_init(Default::default))?,
+                None => open(&image, format.as_deref())?,
+            };
+            let inspection = diskscope_core::report::Inspection::new(&chain, &image.display().to_string())?;
+            serde_json::to_writer_pretty(&mut out, &inspection)?;
+            writeln!(out)?;
         }
         Command::Delta { master, local, json } => {
             let (m, l) = (open(&master, None)?, open(&local, None)?);

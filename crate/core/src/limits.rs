@@ -26,3 +26,6 @@ pub const MAX_MAP_CELLS: u64 = 16 << 20;
 /// Guest bytes mapped in the first step of a generic walk; later steps grow while the map is
 /// sparse (bounds the extent list held at once without crawling over empty disks).
 pub const MAP_WINDOW: u64 = 1 << 30;
+/// Most map runs listed in a whole-inspection report (`diskscope report`, the page's JSON
+/// download); the rest are counted. About 100 bytes of JSON each.
+pub const MAX_REPORT_MAP_RUNS: usize = 1 << 20;

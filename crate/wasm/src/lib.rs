@@ -19,6 +19,7 @@ use diskscope_core::{formats, ser_u64, CheckResult, Finding, ReadAt};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+mod inspect;
 mod views;
 
 #[wasm_bindgen]
