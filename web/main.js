@@ -6,6 +6,10 @@ import { drawMap, layoutMap, cellAt } from './map.js';
 import { bytes, hex, human, pct, rawName } from './format.js';
 import { $, el } from './dom.js';
 import * as views from './views.js';
+import * as findings from './findings.js';
+import * as hexview from './hexview.js';
+import * as layout from './layout.js';
+import * as reports from './reports.js';
 
 // ---------------------------------------------------------------------------------------
 // State
@@ -268,6 +272,9 @@ function renderOpened(o) {
   views.renderRecords(o);
   views.renderSnapshots(o);
   resetExport();
+  hexview.reset(o);
+  layout.reset(o, state.openSeq);
+  reports.reset();
 }
 
 function renderSwitch(o) {
@@ -348,8 +355,6 @@ function renderChain(o, layers) {
 
 const baseName = (n) => n.split(/[\\/]/).pop();
 
-const SEVERITY = { info: 'Info', warning: 'Warning', leak: 'Leak', corruption: 'Corruption' };
-
 function renderChecks(o) {
   const rows = [];
   const lines = [];
@@ -378,17 +383,7 @@ function renderChecks(o) {
   }
   if (o.chainBreakFinding) rows.unshift(o.chainBreakFinding);
   $('check-summary').replaceChildren(...lines.map((l) => el('span', { class: 'check-line' }, l)));
-  const tbody = $('findings').tBodies[0];
-  tbody.replaceChildren(
-    ...rows.map((f) =>
-      el('tr', { class: `sev-${f.severity}` },
-        el('td', {}, el('span', { class: `sev sev-${f.severity}` }, SEVERITY[f.severity] || f.severity)),
-        el('td', {}, f.file),
-        el('td', { class: 'num mono' }, f.offset === null || f.offset === undefined ? '' : fmtOffset(f.offset)),
-        el('td', {}, capital(f.message)),
-      ),
-    ),
-  );
+  $('findings').tBodies[0].replaceChildren(...findings.rows(rows, o.clusterSize));
   $('findings').hidden = !rows.length;
 }
 
@@ -402,7 +397,12 @@ function renderHeaders(layers) {
             el('tr', { dataset: { field: f.name } },
               el('td', { class: 'num mono' }, f.offset),
               el('td', { class: 'num' }, f.size),
-              el('td', { class: 'mono field' }, f.name),
+              el('td', { class: 'mono field' }, el('button', {
+                type: 'button',
+                class: 'link',
+                title: 'Show these bytes',
+                onclick: () => document.dispatchEvent(new CustomEvent(hexview.SHOW_BYTES, { detail: { file: l.filename, offset: f.offset, length: f.size, label: `field ${f.name} = ${f.value}` } })),
+              }, f.name)),
               el('td', { class: 'mono bytes', title: f.raw }, hexBytes(f.raw)),
               el('td', { class: 'value' }, f.value),
               el('td', { class: 'muted' }, f.note),
@@ -713,9 +713,13 @@ function setup() {
       if (state.cells) renderMap();
       views.renderHostMap();
       views.renderDelta();
+      layout.redraw();
     }, 150);
   });
   setupDrop();
+  hexview.init({ state, client, describe: layout.describe });
+  layout.init({ state, client });
+  reports.init({ state, client, showError });
   views.init({ state, client, showError, renderMap: () => state.cells && renderMap(), reopen: (view) => openFiles([], { mode: 'reopen', view }) });
   client.start().catch((err) => showError(err, 'Could not start'));
 }
