@@ -3,13 +3,14 @@
 
 import { WorkerClient } from './client.js';
 import { drawMap, layoutMap, cellAt } from './map.js';
-import { bytes, hex, human, pct, rawName } from './format.js';
+import { bytes, hex, human, pct } from './format.js';
 import { $, el } from './dom.js';
 import * as views from './views.js';
 import * as findings from './findings.js';
 import * as hexview from './hexview.js';
 import * as layout from './layout.js';
 import * as reports from './reports.js';
+import * as exporter from './export.js';
 
 // ---------------------------------------------------------------------------------------
 // State
@@ -19,8 +20,6 @@ const state = {
   opened: null, // the worker's answer to 'open'
   cells: null, // the map picture
   layout: null, // how the picture is laid out on the canvas
-  exportId: null,
-  downloadUrl: null,
   openSeq: 0, // the latest open; answers to older ones are dropped
   reopened: false,
   view: { asStored: false, snapshot: null }, // which view of the top image is open
@@ -98,7 +97,7 @@ async function openFiles(added, { mode = 'replace', top, view } = {}) {
   const seq = ++state.openSeq;
   if (mode !== 'reopen') state.reopened = false;
   if (mode !== 'reopen' || top) hideError(); // a restart's reopen keeps its message up
-  cancelExport();
+  exporter.cancel();
   const previous = state.opened;
   const previousFiles = state.files;
   if (mode === 'replace') {
@@ -135,6 +134,7 @@ async function openFiles(added, { mode = 'replace', top, view } = {}) {
     $('view').dataset.ready = 'true';
     views.loadVersions(seq);
     views.loadHostMap(seq);
+    exporter.loadSummary(seq);
   } catch (err) {
     if (seq !== state.openSeq || (err && err.kind === 'superseded')) return;
     state.view = previousView;
@@ -173,14 +173,14 @@ function mapUnavailable(err) {
 }
 
 function closeView() {
-  cancelExport();
+  exporter.cancel();
   state.opened = null;
   state.cells = null;
   $('view').hidden = true;
   $('view').dataset.ready = 'false';
   $('empty').hidden = false;
   $('close-btn').hidden = true;
-  revokeDownload();
+  exporter.revoke();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ function renderOpened(o) {
   views.renderWarnings(o);
   views.renderRecords(o);
   views.renderSnapshots(o);
-  resetExport();
+  exporter.reset();
   hexview.reset(o);
   layout.reset(o, state.openSeq);
   reports.reset();
@@ -543,86 +543,6 @@ function showWhere(want, r) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Export
-
-function resetExport() {
-  $('export-progress').hidden = true;
-  $('export-btn').disabled = false;
-  $('export-status').textContent = '';
-  $('export-status').classList.remove('refused');
-  const refusal = state.opened && views.exportRefusal(state.opened);
-  if (refusal) {
-    $('export-btn').disabled = true;
-    $('export-status').textContent = refusal;
-    $('export-status').classList.add('refused');
-    return;
-  }
-  const brk = state.opened && state.opened.chainBreak;
-  if (brk && brk.kind === 'missing') $('export-status').textContent = `Clusters this image takes from ${brk.name} cannot be exported until it is added.`;
-}
-
-function revokeDownload() {
-  if (state.downloadUrl) URL.revokeObjectURL(state.downloadUrl);
-  state.downloadUrl = null;
-}
-
-function cancelExport() {
-  if (state.exportId !== null) {
-    client.cancel(state.exportId);
-    state.exportId = null;
-    resetExport();
-  }
-}
-
-async function startExport() {
-  if (!state.opened || state.exportId !== null || views.exportRefusal(state.opened)) return;
-  const snap = state.opened.snapshot && (state.opened.snapshots || []).find((s) => s.id === state.opened.snapshot);
-  const name = snap ? rawName(`${state.opened.top.replace(/\.[^./\\]*$/, '')}@${snap.name}.x`) : rawName(state.opened.top);
-  $('export-btn').disabled = true;
-  $('export-progress').hidden = false;
-  $('export-bar').value = 0;
-  $('export-text').textContent = 'Planning…';
-  $('export-status').textContent = '';
-  const t0 = performance.now();
-  let id;
-  try {
-    const p = client.call({ type: 'export' }, {
-      onProgress: (m) => {
-        $('export-bar').value = m.total ? m.done / m.total : 0;
-        $('export-text').textContent = `Assembling ${human(m.done)} of ${human(m.total)}`;
-      },
-    });
-    id = p.id;
-    state.exportId = id;
-    const r = await p;
-    if (state.exportId !== id) return; // cancelled meanwhile
-    state.exportId = null;
-    $('export-progress').hidden = true;
-    $('export-btn').disabled = false;
-    if (r.cancelled) {
-      $('export-status').textContent = 'Cancelled.';
-      return;
-    }
-    revokeDownload();
-    state.downloadUrl = URL.createObjectURL(r.blob);
-    const a = el('a', { href: state.downloadUrl, download: name, class: 'download-link' }, `Save ${name} again`);
-    $('export-status').replaceChildren(`${name} (${human(r.size)}) is being saved by your browser. `, a);
-    $('export-status').dataset.ms = (performance.now() - t0).toFixed(1);
-    const click = el('a', { href: state.downloadUrl, download: name, hidden: true });
-    document.body.append(click);
-    click.click();
-    click.remove();
-  } catch (err) {
-    if (state.exportId === id) state.exportId = null;
-    $('export-progress').hidden = true;
-    $('export-btn').disabled = false;
-    if (err && err.kind === 'superseded') return;
-    $('export-status').textContent = '';
-    showError(err, 'Could not convert');
-  }
-}
-
-// ---------------------------------------------------------------------------------------
 // Wiring
 
 function setupDrop() {
@@ -695,11 +615,7 @@ function setup() {
     closeView();
   });
   $('alert-close').addEventListener('click', hideError);
-  $('export-btn').addEventListener('click', startExport);
-  $('export-cancel').addEventListener('click', () => {
-    cancelExport();
-    $('export-status').textContent = 'Cancelled.';
-  });
+  exporter.init({ state, client, showError, refusal: views.exportRefusal });
   $('map').addEventListener('mousemove', onMapMove);
   $('map').addEventListener('mouseleave', () => {
     hoverCell = -1;

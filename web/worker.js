@@ -13,7 +13,10 @@
 //                                                   snapshot: a qcow2 snapshot id or name
 //     {type: 'cells', id, max, unit?}               the map picture, at most `max` cells, of `unit` bytes
 //     {type: 'lookup', id, start, length, limit}    where guest bytes live
-//     {type: 'export', id}                          build the raw image as a Blob
+//     {type: 'export-summary', id}                  the plan's size: total, computed bytes, parts
+//     {type: 'export', id, memoryLimit, scratch}    build the raw image as a Blob (export-work.js)
+//     {type: 'export-write', id, handle}            write it into a FileSystemFileHandle
+//     {type: 'sha256', id}                          SHA-256 of the raw image
 //     {type: 'hostmap', id, max}                    qcow2 host-file cluster usage (or null)
 //     {type: 'versions', id, cellSize}              GOW3 block versions per map cell (or null)
 //     {type: 'entries', id, from, limit, mode, value}  rows of the map-entry table
@@ -27,10 +30,11 @@
 //     {type: 'ready'} | {type: 'fatal', error}      after init (fatal: the worker is unusable)
 //     {type: 'result', id, value}                   the answer to request `id`
 //     {type: 'error', id, error}                    error = {kind, message, offset?, file?}
-//     {type: 'progress', id, done, total, parts}    export progress, in guest bytes
+//     {type: 'progress', id, phase, done, total}    export progress, in guest bytes (phase
+//                                                   'verify': in parts checked)
 /* global wasm_bindgen, FileReaderSync */
 
-'use strict';
+import * as exporter from './export-work.js';
 
 let files = [];
 let ready = null;
@@ -50,6 +54,8 @@ self.ds_read = (index, offset, view) => {
   view.set(new Uint8Array(buf));
 };
 
+const exportContext = { files: () => files, cancelled };
+
 function errorInfo(err) {
   if (err && typeof err === 'object' && typeof err.kind === 'string' && typeof err.message === 'string') return err;
   if (err instanceof WebAssembly.RuntimeError) {
@@ -60,104 +66,6 @@ function errorInfo(err) {
     return { kind: 'io', message: `The browser could not read the file (${err.message}). Was it moved, changed or deleted?` };
   }
   return { kind: 'error', message: String((err && err.message) || err) };
-}
-
-// ---------------------------------------------------------------------------------------
-// Export: a Blob of references. Stored data becomes slices of the dropped files (the
-// browser copies nothing), zero runs become whole power-of-two zero Blobs (never sliced:
-// slicing an in-memory Blob copies it), computed runs small Blobs made from wasm reads.
-
-const zeroBlobs = new Map();
-const ZERO_MAX_LOG2 = 26; // 64 MiB
-
-function zeroBlob(log2) {
-  let b = zeroBlobs.get(log2);
-  if (!b) {
-    b = new Blob([new Uint8Array(2 ** log2)]);
-    zeroBlobs.set(log2, b);
-  }
-  return b;
-}
-
-function pushZeros(parts, n) {
-  const big = 2 ** ZERO_MAX_LOG2;
-  while (n >= big) {
-    parts.push(zeroBlob(ZERO_MAX_LOG2));
-    n -= big;
-  }
-  for (let k = ZERO_MAX_LOG2 - 1; k >= 0 && n > 0; k--) {
-    if (n >= 2 ** k) {
-      parts.push(zeroBlob(k));
-      n -= 2 ** k;
-    }
-  }
-}
-
-const COMPUTED_CHUNK = 4 << 20;
-const yieldNow = () => new Promise((resolve) => setTimeout(resolve, 0));
-
-async function exportRaw(id) {
-  const plan = wasm_bindgen.plan();
-  const count = plan.length / 4;
-  let total = 0;
-  for (let i = 0; i < count; i++) total += plan[4 * i + 3];
-  const parts = [];
-  const computed = [];
-  let done = 0;
-  let last = performance.now();
-  const progress = (force) => {
-    const now = performance.now();
-    if (!force && now - last < 100) return false;
-    last = now;
-    self.postMessage({ type: 'progress', id, done, total, parts: count });
-    return true;
-  };
-  for (let i = 0; i < count; i++) {
-    const kind = plan[4 * i];
-    const a = plan[4 * i + 1];
-    const b = plan[4 * i + 2];
-    const length = plan[4 * i + 3];
-    if (kind === 0) {
-      pushZeros(parts, length);
-    } else if (kind === 1) {
-      const file = files[a];
-      const end = b + length;
-      if (end <= file.size) {
-        parts.push(file.slice(b, end));
-      } else {
-        // The stored run reaches past the end of its file: the rest reads as zeros.
-        if (b < file.size) parts.push(file.slice(b, file.size));
-        pushZeros(parts, end - Math.max(b, file.size));
-      }
-    } else {
-      for (let off = 0; off < length; off += COMPUTED_CHUNK) {
-        const n = Math.min(COMPUTED_CHUNK, length - off);
-        const blob = new Blob([wasm_bindgen.read(a + off, n)]);
-        computed.push({ blob, start: a + off, n, at: parts.length });
-        parts.push(blob);
-      }
-    }
-    done += length;
-    if (progress(false)) {
-      await yieldNow();
-      if (cancelled.has(id)) return { cancelled: true };
-    }
-  }
-  // A computed Blob can turn unreadable when the browser pages it out: check each one
-  // and make it again if needed (shared/research/webspike.md, section 3b).
-  for (const c of computed) {
-    try {
-      await c.blob.slice(0, 1).arrayBuffer();
-    } catch {
-      parts[c.at] = new Blob([wasm_bindgen.read(c.start, c.n)]);
-    }
-  }
-  progress(true);
-  const blob = new Blob(parts, { type: 'application/octet-stream' });
-  if (blob.size !== total) {
-    throw { kind: 'export', message: `the export came out ${blob.size} bytes long instead of ${total}` };
-  }
-  return { blob, size: total, parts: parts.length, planParts: count };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -197,6 +105,7 @@ async function handle(msg) {
           msg.snapshot || undefined,
         );
         value.openMs = performance.now() - t0;
+        exporter.forgetPlan();
         return { value };
       } catch (err) {
         files = before;
@@ -233,10 +142,17 @@ async function handle(msg) {
       return { value: wasm_bindgen.report_json() };
     case 'lookup':
       return { value: wasm_bindgen.lookup(msg.start, msg.length, msg.limit || 8) };
-    case 'export': {
-      const value = await exportRaw(msg.id);
-      cancelled.delete(msg.id);
-      return { value };
+    case 'export-summary':
+      return { value: exporter.summary() };
+    case 'export':
+    case 'export-write':
+    case 'sha256': {
+      const run = { export: exporter.exportBlob, 'export-write': exporter.exportWrite, sha256: exporter.sha256 }[msg.type];
+      try {
+        return { value: await run(msg, exportContext) };
+      } finally {
+        cancelled.delete(msg.id);
+      }
     }
     default:
       throw { kind: 'usage', message: `unknown request '${msg.type}'` };

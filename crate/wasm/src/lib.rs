@@ -20,6 +20,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 mod inspect;
+mod export;
 mod views;
 
 #[wasm_bindgen]

@@ -1,0 +1,119 @@
+// Images for the export tests: one of every format diskscope reads, small, made with
+// qemu-img where QEMU writes the format and laid out from DECISIONS.md where it does not,
+// and the raw image the CLI's convert makes of each (the reference the page must match).
+import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { root, sh } from './helpers.mjs';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+export const cli = join(process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, 'target'), 'release', 'diskscope');
+
+export function requireCli() {
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`cargo build --release -p diskscope\` first (npm test does)`);
+}
+
+/** An 8 MiB disk: random MiBs (incompressible), patterned MiBs (compressible), zero MiBs. */
+export function sourceRaw(dir) {
+  const buf = Buffer.alloc(8 * MiB);
+  randomBytes(MiB).copy(buf, 0);
+  buf.fill(0x5a, 2 * MiB, 3 * MiB);
+  randomBytes(512 * KiB).copy(buf, 4 * MiB + 64 * KiB);
+  for (let i = 6 * MiB; i < 7 * MiB; i += 4096) buf.write(`sector ${i}\n`, i, 'latin1');
+  writeFileSync(join(dir, 'src.raw'), buf);
+  return join(dir, 'src.raw');
+}
+
+/** GOW3 (DECISIONS.md section 4): 16 blocks of 64 KiB, blocks 1, 5 and 6 stored. */
+function gow3(path) {
+  const BLOCK = 64 * KiB;
+  const N = 2 ** 22;
+  const D = Math.ceil((24 + 8 * N) / 512) * 512;
+  const head = Buffer.alloc(D);
+  head.write('GOW3', 0, 'latin1');
+  head.writeBigUInt64LE(BigInt(16 * BLOCK), 8);
+  const stored = [1, 5, 6];
+  head.writeUInt32LE(stored.length, 16);
+  head.writeUInt32LE(1, 20);
+  const data = Buffer.alloc(stored.length * BLOCK);
+  stored.forEach((logical, k) => {
+    head.writeUInt32LE(k + 1, 24 + 4 * logical);
+    head.writeUInt32LE(1, 24 + 4 * N + 4 * logical);
+    data.fill(0x40 + logical, k * BLOCK, (k + 1) * BLOCK);
+  });
+  writeFileSync(path, Buffer.concat([head, data]));
+}
+
+/** FVD variant C (DECISIONS.md section 1) over a raw base: blocks 0, 4 and 5 in the FVD
+ * data, the rest from the base. */
+function fvd(path, basePath) {
+  const BLOCK = 64 * KiB;
+  const CHUNK = 4 * BLOCK;
+  const VSIZE = 16 * BLOCK;
+  const HEADER = 8192;
+  const BITMAP = HEADER;
+  const TABLE = BITMAP + 4096;
+  const DATA = TABLE + 4096;
+  const h = Buffer.alloc(DATA);
+  const u32 = (v, at) => h.writeUInt32LE(v, at);
+  const u64 = (v, at) => h.writeBigUInt64LE(BigInt(v), at);
+  h.write('FVD\0', 0, 'latin1');
+  u32(HEADER, 4);
+  u64(VSIZE, 16);
+  u64(DATA, 24);
+  h.write('fvd-base.raw', 1072, 'latin1');
+  h.write('raw', 2096, 'latin1');
+  u64(VSIZE, 2112);
+  u64(BITMAP, 2120);
+  u64(4096, 2128);
+  u64(BLOCK, 2136);
+  u32(1, 2160);
+  u64(TABLE, 2188);
+  u64(4096, 2196);
+  u64(CHUNK, 2204);
+  h[BITMAP] = 0b0011_0001;
+  for (let c = 0; c < 4; c++) u32(c < 2 ? c : 0xffffffff, TABLE + 4 * c);
+  const body = Buffer.alloc(2 * CHUNK);
+  for (let i = 0; i < body.length; i += 4096) body.write(`fvd ${i}`, i, 'latin1');
+  writeFileSync(path, Buffer.concat([h, body]));
+  writeFileSync(basePath, Buffer.alloc(VSIZE, 0xbb));
+}
+
+/** Every case: {name, files (top first), computed: whether some bytes must be decoded}. */
+export function makeImages(dir) {
+  const src = sourceRaw(dir);
+  const q = (...args) => sh('qemu-img', args, dir);
+  const cases = [];
+  const convert = (name, fmt, opts = [], computed = false) => {
+    q('convert', '-q', '-O', fmt, ...opts, src, name);
+    cases.push({ name, files: [name], computed });
+  };
+  convert('a.qed', 'qed');
+  convert('a.qcow2', 'qcow2');
+  convert('zlib.qcow2', 'qcow2', ['-c'], true);
+  convert('zstd.qcow2', 'qcow2', ['-c', '-o', 'compression_type=zstd'], true);
+  convert('a.qcow', 'qcow');
+  convert('a.vmdk', 'vmdk');
+  convert('stream.vmdk', 'vmdk', ['-o', 'subformat=streamOptimized'], true);
+  convert('a.vhd', 'vpc');
+  convert('a.vhdx', 'vhdx');
+  convert('a.vdi', 'vdi');
+  convert('a.parallels', 'parallels');
+  // A chain: a qcow2 overlay over a QED over the raw source.
+  q('create', '-q', '-f', 'qed', '-b', 'src.raw', '-F', 'raw', 'mid.qed');
+  sh('qemu-io', ['-f', 'qed', '-c', 'write -q -P 0x11 1M 64k', '-c', 'write -q -z 2M 128k', 'mid.qed'], dir);
+  q('create', '-q', '-f', 'qcow2', '-b', 'mid.qed', '-F', 'qed', 'top.qcow2');
+  sh('qemu-io', ['-f', 'qcow2', '-c', 'write -q -P 0x22 1056k 64k', '-c', 'write -q -P 0x33 7M 4k', 'top.qcow2'], dir);
+  cases.push({ name: 'top.qcow2', files: ['top.qcow2', 'mid.qed', 'src.raw'], computed: false });
+  gow3(join(dir, 'a.gow3'));
+  cases.push({ name: 'a.gow3', files: ['a.gow3'], computed: false });
+  fvd(join(dir, 'c.fvd'), join(dir, 'fvd-base.raw'));
+  cases.push({ name: 'c.fvd', files: ['c.fvd', 'fvd-base.raw'], computed: false });
+  for (const c of cases) {
+    c.expected = join(dir, `${c.name}.expected.raw`);
+    sh(cli, ['convert', c.name, c.expected], dir);
+  }
+  return cases;
+}

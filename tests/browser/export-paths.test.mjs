@@ -1,0 +1,161 @@
+// The export paths other than "references and small decoded Blobs":
+//   - more decoded bytes than the in-memory limit: served over http the decoded bytes go
+//     to an OPFS scratch file and the download still matches the CLI; cancelled mid-way,
+//     no scratch file is left; from file:// the page refuses before any work, naming the
+//     CLI command;
+//   - Save to a file… (File System Access): the picker is replaced by one that hands out
+//     an OPFS file (the real picker needs a person), which takes the same writes;
+//     cancelled mid-way, the file stays empty;
+//   - SHA-256 of the raw image equals that of the CLI's output.
+// `?blob-limit=` lowers the in-memory limit so that small images reach the bounded path.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { browser, page, requireBuild, serve, sh, single, tmp } from './helpers.mjs';
+import { cli, makeImages, requireCli } from './export-images.mjs';
+
+const MiB = 1024 * 1024;
+let dir, server, b, cases;
+const byName = (n) => cases.find((c) => c.name === n);
+const sha = (path) => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+before(async () => {
+  requireBuild();
+  requireCli();
+  dir = tmp();
+  cases = makeImages(dir);
+  // 256 MiB of compressible text as zlib clusters: decoding it takes seconds, long enough
+  // to cancel in the middle.
+  const big = Buffer.alloc(256 * MiB);
+  for (let i = 0; i < big.length; i += 512) big.write(`${i} `.repeat(8), i, 'latin1');
+  writeFileSync(join(dir, 'big.raw'), big);
+  sh('qemu-img', ['convert', '-q', '-c', '-O', 'qcow2', 'big.raw', 'big.qcow2'], dir);
+  sh(cli, ['convert', 'big.qcow2', 'big.expected.raw'], dir);
+  server = await serve();
+  b = await browser();
+});
+
+after(async () => {
+  await b?.close();
+  await server?.close();
+});
+
+async function open(p, url, files) {
+  await p.goto(url);
+  await p.setInputFiles('#file-input', files.map((f) => join(dir, f)));
+  await p.waitForSelector('#view[data-ready="true"]');
+  await p.waitForSelector('#export-path[data-path]');
+  return p.$eval('#export-path', (x) => x.dataset.path);
+}
+
+const opfsNames = (p) =>
+  p.evaluate(async () => {
+    const names = [];
+    for await (const n of (await navigator.storage.getDirectory()).keys()) names.push(n);
+    return names;
+  });
+
+test('over http, decoded bytes beyond the memory limit go through an OPFS scratch file', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  const limit = `${server.url}?blob-limit=${MiB}`;
+
+  // Cancel in the middle: nothing downloaded, no scratch file left.
+  assert.equal(await open(p, limit, ['big.qcow2']), 'scratch');
+  assert.match(await p.textContent('#export-path'), /private storage \(OPFS\)/);
+  let downloads = 0;
+  p.on('download', () => downloads++);
+  await p.click('#export-btn');
+  await p.waitForFunction(() => document.getElementById('export-bar').value > 0.05, null, { timeout: 30000 });
+  assert.match(await p.textContent('#export-text'), /Decoding into browser storage .* of 256 MiB · .*\/s · about .* left/);
+  await p.click('#export-cancel');
+  await p.waitForSelector('#export-progress', { state: 'hidden' });
+  assert.match(await p.textContent('#export-status'), /Cancelled/);
+  await p.waitForFunction(async () => {
+    for await (const n of (await navigator.storage.getDirectory()).keys()) if (n.startsWith('diskscope-scratch-')) return false;
+    return true;
+  }, null, { timeout: 10000 });
+  assert.equal(downloads, 0);
+
+  // A whole export on the same path matches the CLI.
+  const c = byName('zlib.qcow2');
+  assert.equal(await open(p, limit, c.files), 'scratch');
+  const [download] = await Promise.all([p.waitForEvent('download', { timeout: 60000 }), p.click('#export-btn')]);
+  assert.ok(readFileSync(await download.path()).equals(readFileSync(c.expected)), 'the download differs from diskscope convert');
+  assert.equal(await p.$eval('#export-status', (x) => x.dataset.path), 'scratch');
+  assert.equal((await opfsNames(p)).filter((n) => n.startsWith('diskscope-scratch-')).length, 1, 'the finished export keeps its scratch file for the download');
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
+
+test('from file://, an image with more decoded bytes than memory holds is refused up front, with the CLI command', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  assert.equal(await open(p, `file://${single}?blob-limit=${MiB}`, ['zlib.qcow2']), 'refused');
+  assert.equal(await p.textContent('#export-cli'), 'diskscope convert zlib.qcow2 zlib.raw');
+  assert.match(await p.textContent('#export-path'), /must be decoded .* more than a page opened from a file can hold/);
+  assert.equal(await p.$eval('#export-btn', (x) => x.disabled), true);
+  // Images with nothing to decode still download from file://.
+  const c = byName('a.qed');
+  assert.equal(await open(p, `file://${single}?blob-limit=${MiB}`, c.files), 'references');
+  assert.equal(await p.$eval('#export-btn', (x) => x.disabled), false);
+  const [download] = await Promise.all([p.waitForEvent('download', { timeout: 60000 }), p.click('#export-btn')]);
+  assert.ok(readFileSync(await download.path()).equals(readFileSync(c.expected)));
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
+
+test('Save to a file… writes the raw image with positioned writes; cancelled, the file stays empty', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  // The save picker needs a person: hand out OPFS files instead (same FileSystemFileHandle).
+  await p.addInitScript(() => {
+    window.showSaveFilePicker = async ({ suggestedName }) =>
+      (await navigator.storage.getDirectory()).getFileHandle(`picked-${suggestedName}`, { create: true });
+  });
+  const picked = (name) =>
+    p.evaluate(async (n) => {
+      const f = await (await (await navigator.storage.getDirectory()).getFileHandle(n)).getFile();
+      const h = await crypto.subtle.digest('SHA-256', await f.arrayBuffer());
+      return { size: f.size, sha: [...new Uint8Array(h)].map((x) => x.toString(16).padStart(2, '0')).join('') };
+    }, name);
+
+  await open(p, server.url, ['big.qcow2']);
+  assert.match(await p.textContent('#export-path'), /Save to a file… writes straight into a file you pick/);
+  await p.click('#export-save');
+  await p.waitForFunction(() => document.getElementById('export-bar').value > 0.05, null, { timeout: 30000 });
+  assert.match(await p.textContent('#export-text'), /^Writing .* of 256 MiB/);
+  await p.click('#export-cancel');
+  await p.waitForSelector('#export-progress', { state: 'hidden' });
+  assert.equal((await picked('picked-big.raw')).size, 0, 'a cancelled save leaves the picked file empty');
+
+  for (const name of ['zlib.qcow2', 'top.qcow2']) {
+    const c = byName(name);
+    await open(p, server.url, c.files);
+    await p.click('#export-save');
+    await p.waitForSelector('#export-status[data-path="write"]', { timeout: 60000 });
+    const raw = name.replace(/\.[^.]*$/, '.raw');
+    assert.match(await p.textContent('#export-status'), new RegExp(`Saved picked-${raw}`));
+    const got = await picked(`picked-${raw}`);
+    assert.equal(got.size, readFileSync(c.expected).length);
+    assert.equal(got.sha, sha(c.expected), `${name}: the saved file differs from diskscope convert`);
+  }
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
+
+test('SHA-256 of the raw image equals that of the CLI output', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  for (const name of ['top.qcow2', 'zstd.qcow2']) {
+    const c = byName(name);
+    await open(p, server.url, c.files);
+    await p.click('#export-sha');
+    await p.waitForSelector('#export-sha-out[data-sha256]', { timeout: 60000 });
+    assert.equal(await p.$eval('#export-sha-out', (x) => x.dataset.sha256), sha(c.expected), name);
+  }
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});

@@ -1,0 +1,335 @@
+// The worker's side of "convert to raw" (see web/export.js for the page's side).
+//
+// Every path starts from the core's plan: stored runs (a dropped file and an offset),
+// zero runs, and computed runs (decoded by the core: compressed clusters, replayed
+// journals, files that are not dropped files of their own). Measured facts behind the
+// choices are in shared/research/webspike.md:
+//   - blob: a Blob of File slices (references, nothing copied) and whole power-of-two zero
+//     Blobs (slicing an in-memory Blob copies it); computed runs as small Blobs, each
+//     checked readable before the download is offered (Chromium can lose one it paged out);
+//   - blob + OPFS scratch: computed runs beyond what the browser can hold are written to a
+//     scratch file in the origin's private storage and referenced by slices of it;
+//   - write: every byte that is not zero written at its position into a file handle (the
+//     file the user picked with the File System Access API); zero runs are left unwritten.
+//   - sha256: the raw stream hashed in the core, zero runs without reading anything.
+/* global wasm_bindgen, FileReaderSync */
+
+const KIND_ZERO = 0;
+const KIND_FILE = 1;
+
+/** Bytes per computed Blob or positioned write: big enough that the ~1.5 ms per-read cost
+ * of File slices is amortised, small enough that the memory in flight stays small. */
+export const CHUNK = 16 << 20;
+const COMPUTED_CHUNK = 4 << 20;
+const ZERO_MAX_LOG2 = 26; // 64 MiB
+const SCRATCH_PREFIX = 'diskscope-scratch-';
+
+let cachedPlan = null;
+
+/** Forget the plan (a new session was opened). */
+export function forgetPlan() {
+  cachedPlan = null;
+}
+
+function getPlan() {
+  if (!cachedPlan) {
+    const plan = wasm_bindgen.plan();
+    const count = plan.length / 4;
+    let total = 0;
+    let computed = 0;
+    let fileParts = 0;
+    let computedParts = 0;
+    for (let i = 0; i < count; i++) {
+      const kind = plan[4 * i];
+      const length = plan[4 * i + 3];
+      total += length;
+      if (kind === KIND_FILE) fileParts++;
+      else if (kind !== KIND_ZERO) {
+        computed += length;
+        computedParts += Math.ceil(length / COMPUTED_CHUNK);
+      }
+    }
+    cachedPlan = { plan, count, total, computed, fileParts, computedParts };
+  }
+  return cachedPlan;
+}
+
+/** What the page needs to choose a path before any work starts. */
+export function summary() {
+  const { count, total, computed, fileParts, computedParts } = getPlan();
+  return { planParts: count, total, computed, fileParts, computedParts };
+}
+
+// ---------------------------------------------------------------------------------------
+// Zero Blobs: whole ones only, of power-of-two sizes, made once.
+
+const zeroBlobs = new Map();
+
+function zeroBlob(log2) {
+  let b = zeroBlobs.get(log2);
+  if (!b) {
+    b = new Blob([new Uint8Array(2 ** log2)]);
+    zeroBlobs.set(log2, b);
+  }
+  return b;
+}
+
+function pushZeros(parts, n) {
+  const big = 2 ** ZERO_MAX_LOG2;
+  while (n >= big) {
+    parts.push(zeroBlob(ZERO_MAX_LOG2));
+    n -= big;
+  }
+  for (let k = ZERO_MAX_LOG2 - 1; k >= 0 && n > 0; k--) {
+    if (n >= 2 ** k) {
+      parts.push(zeroBlob(k));
+      n -= 2 ** k;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Progress and cancel
+
+const yieldNow = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+class Job {
+  constructor(id, total, phase, ctx) {
+    Object.assign(this, { id, total, phase, ctx, done: 0, last: 0 });
+  }
+
+  /** Report progress at most every 100 ms; true when the job was cancelled. */
+  async step(force = false) {
+    const now = performance.now();
+    if (!force && now - this.last < 100) return false;
+    this.last = now;
+    self.postMessage({ type: 'progress', id: this.id, phase: this.phase, done: this.done, total: this.total });
+    await yieldNow(); // lets the worker see a 'cancel' message
+    return this.ctx.cancelled.has(this.id);
+  }
+}
+
+const CANCELLED = { cancelled: true };
+
+// ---------------------------------------------------------------------------------------
+// Reading stored runs for the paths that must move bytes (write, sha256).
+
+const reader = new FileReaderSync();
+
+function readFile(file, offset, length) {
+  // A stored run may reach past the end of a sparse file: the rest reads as zeros.
+  const end = Math.min(offset + length, file.size);
+  const out = new Uint8Array(length);
+  if (end > offset) out.set(new Uint8Array(reader.readAsArrayBuffer(file.slice(offset, end))));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Path: blob (optionally with an OPFS scratch file for computed runs)
+
+async function openScratch(id) {
+  const root = await navigator.storage.getDirectory();
+  // Earlier exports' scratch files: their downloads are finished or abandoned by now.
+  for await (const name of root.keys()) {
+    if (name.startsWith(SCRATCH_PREFIX)) await root.removeEntry(name).catch(() => {});
+  }
+  const handle = await root.getFileHandle(`${SCRATCH_PREFIX}${Date.now()}-${id}.bin`, { create: true });
+  const access = await handle.createSyncAccessHandle();
+  return { root, handle, access, at: 0 };
+}
+
+/** Verify that a Blob part can be read (a cheap 1-byte read, about 1.5 ms). */
+async function readable(blob) {
+  try {
+    if (blob.size) await blob.slice(blob.size - 1).arrayBuffer();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function exportBlob(msg, ctx) {
+  const { id } = msg;
+  const { plan, count, total, computed } = getPlan();
+  const files = ctx.files();
+  const useScratch = computed > (msg.memoryLimit ?? Infinity);
+  if (useScratch && !msg.scratch) {
+    throw { kind: 'too-large', message: `${computed} bytes must be decoded, more than the ${msg.memoryLimit} bytes this page can hold in memory` };
+  }
+  const job = new Job(id, total, useScratch ? 'scratch' : 'assemble', ctx);
+  const parts = [];
+  const computedParts = []; // {at, start, n} for verification
+  let scratch = null;
+  const scratchRefs = []; // {at, from, n}: parts that are slices of the scratch file
+  let finished = false;
+  try {
+    if (useScratch) scratch = await openScratch(id);
+    for (let i = 0; i < count; i++) {
+      const kind = plan[4 * i];
+      const a = plan[4 * i + 1];
+      const b = plan[4 * i + 2];
+      const length = plan[4 * i + 3];
+      if (kind === KIND_ZERO) {
+        pushZeros(parts, length);
+        job.done += length;
+      } else if (kind === KIND_FILE) {
+        const file = files[a];
+        const end = b + length;
+        if (end <= file.size) {
+          parts.push(file.slice(b, end));
+        } else {
+          if (b < file.size) parts.push(file.slice(b, file.size));
+          pushZeros(parts, end - Math.max(b, file.size));
+        }
+        job.done += length;
+      } else {
+        for (let off = 0; off < length; off += COMPUTED_CHUNK) {
+          const n = Math.min(COMPUTED_CHUNK, length - off);
+          const bytes = wasm_bindgen.read(a + off, n);
+          if (scratch) {
+            const wrote = scratch.access.write(bytes, { at: scratch.at });
+            if (wrote !== n) throw { kind: 'io', message: `the browser's storage took ${wrote} of ${n} bytes: is it full?` };
+            scratchRefs.push({ at: parts.length, from: scratch.at, n });
+            parts.push(null); // filled once the scratch file is closed
+            scratch.at += n;
+          } else {
+            computedParts.push({ at: parts.length, start: a + off, n });
+            parts.push(new Blob([bytes]));
+          }
+          job.done += n;
+          if (await job.step()) return CANCELLED;
+        }
+      }
+      if (await job.step()) return CANCELLED;
+    }
+    if (scratch) {
+      scratch.access.flush();
+      scratch.access.close();
+      scratch.access = null;
+      const file = await scratch.handle.getFile();
+      if (file.size !== scratch.at) throw { kind: 'io', message: `the scratch file holds ${file.size} bytes instead of ${scratch.at}` };
+      for (const r of scratchRefs) parts[r.at] = file.slice(r.from, r.from + r.n);
+    }
+    // Every part readable before the download is offered: each computed Blob (one that
+    // fails is made again), each scratch slice, and every dropped file still there.
+    job.phase = 'verify';
+    job.done = 0;
+    const checks = computedParts.length + scratchRefs.length + files.length;
+    job.total = checks;
+    for (const c of computedParts) {
+      if (!(await readable(parts[c.at]))) {
+        parts[c.at] = new Blob([wasm_bindgen.read(c.start, c.n)]);
+        if (!(await readable(parts[c.at]))) throw { kind: 'io', message: `the browser could not keep decoded bytes at guest offset ${c.start}` };
+      }
+      job.done++;
+      if (await job.step()) return CANCELLED;
+    }
+    for (const r of scratchRefs) {
+      if (!(await readable(parts[r.at]))) throw { kind: 'io', message: `the browser's storage lost decoded bytes (scratch offset ${r.from})` };
+      job.done++;
+      if (await job.step()) return CANCELLED;
+    }
+    for (const f of files) {
+      if (!(await readable(f))) throw { kind: 'io', message: `${f.name} can no longer be read: was it moved, changed or deleted?` };
+      job.done++;
+    }
+    await job.step(true);
+    const blob = new Blob(parts, { type: 'application/octet-stream' });
+    if (blob.size !== total) {
+      throw { kind: 'export', message: `the export came out ${blob.size} bytes long instead of ${total}` };
+    }
+    finished = true;
+    return {
+      blob,
+      size: total,
+      parts: parts.length,
+      planParts: count,
+      path: scratch ? 'scratch' : computed ? 'memory' : 'references',
+      computed,
+      verified: checks,
+    };
+  } finally {
+    if (scratch && scratch.access) scratch.access.close();
+    // A cancelled or failed export leaves no scratch file behind.
+    if (scratch && !finished) await scratch.root.removeEntry(scratch.handle.name).catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Path: write into a file handle (File System Access; an OPFS file takes the same calls)
+
+export async function exportWrite(msg, ctx) {
+  const { id, handle } = msg;
+  const { plan, count, total } = getPlan();
+  const files = ctx.files();
+  const job = new Job(id, total, 'write', ctx);
+  // Writes go to a temporary copy that replaces the file only on close(): a cancelled or
+  // failed export aborts it, and no partial file is left claiming to be the disk.
+  const out = await handle.createWritable({ keepExistingData: false });
+  let closed = false;
+  try {
+    await out.truncate(total); // the zero runs: never written
+    let guest = 0;
+    for (let i = 0; i < count; i++) {
+      const kind = plan[4 * i];
+      const a = plan[4 * i + 1];
+      const b = plan[4 * i + 2];
+      const length = plan[4 * i + 3];
+      if (kind !== KIND_ZERO) {
+        for (let off = 0; off < length; off += CHUNK) {
+          const n = Math.min(CHUNK, length - off);
+          const bytes = kind === KIND_FILE ? readFile(files[a], b + off, n) : wasm_bindgen.read(a + off, n);
+          await out.write({ type: 'write', position: guest + off, data: bytes });
+          job.done += n;
+          if (await job.step()) {
+            await out.abort();
+            closed = true;
+            return CANCELLED;
+          }
+        }
+      } else {
+        job.done += length;
+      }
+      guest += length;
+      if (await job.step()) {
+        await out.abort();
+        closed = true;
+        return CANCELLED;
+      }
+    }
+    job.phase = 'close';
+    await job.step(true);
+    await out.close();
+    closed = true;
+    return { size: total, path: 'write', name: handle.name };
+  } finally {
+    if (!closed) await out.abort().catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// SHA-256 of the raw stream
+
+export async function sha256(msg, ctx) {
+  const { id } = msg;
+  const { plan, count, total } = getPlan();
+  const job = new Job(id, total, 'hash', ctx);
+  wasm_bindgen.hash_begin();
+  const files = ctx.files();
+  for (let i = 0; i < count; i++) {
+    const kind = plan[4 * i];
+    const a = plan[4 * i + 1];
+    const b = plan[4 * i + 2];
+    const length = plan[4 * i + 3];
+    for (let off = 0; off < length; off += CHUNK) {
+      const n = Math.min(CHUNK, length - off);
+      if (kind === KIND_ZERO) wasm_bindgen.hash_zeros(n);
+      else if (kind === KIND_FILE) wasm_bindgen.hash_update(readFile(files[a], b + off, n));
+      else wasm_bindgen.hash_guest(a + off, n);
+      job.done += n;
+      if (await job.step()) return CANCELLED;
+    }
+  }
+  await job.step(true);
+  return { sha256: wasm_bindgen.hash_end(), size: total };
+}
