@@ -11,8 +11,10 @@
 //                                                   files: File[]; prefer: names; top: name?;
 //                                                   asStored: don't replay a journal/log;
 //                                                   snapshot: a qcow2 snapshot id or name
-//     {type: 'cells', id, max, unit?}               the map picture, at most `max` cells, of `unit` bytes
-//     {type: 'lookup', id, start, length, limit}    where guest bytes live
+//     {type: 'cells', id, max, unit?, start?, length?, layer?}  the map picture, at most `max` cells, of `unit` bytes;
+//                                                   with start/length only that guest window (zoomed in)
+//     {type: 'lookup', id, start, length, limit, layer?}  where guest bytes live
+//                                                   (cells and lookup: `layer` k maps that layer alone)
 //     {type: 'export-summary', id}                  the plan's size: total, computed bytes, parts
 //     {type: 'export', id, memoryLimit, scratch}    build the raw image as a Blob (export-work.js)
 //     {type: 'export-write', id, handle}            write it into a FileSystemFileHandle
@@ -26,6 +28,8 @@
 //                                                   at most BYTES_MAX; the hex view's slices
 //     {type: 'hostdata', id, max}                  host ranges of guest data per layer (Float64Array)
 //     {type: 'report', id}                          the whole inspection as `diskscope report --json` prints it
+//     {type: 'demos', id}                           the demo samples: [{name, title, about}]
+//     {type: 'demo', id, name}                      a demo's files, written by the core: {name, title, about, files: File[]}
 //   worker -> page
 //     {type: 'ready'} | {type: 'fatal', error}      after init (fatal: the worker is unusable)
 //     {type: 'result', id, value}                   the answer to request `id`
@@ -114,7 +118,7 @@ async function handle(msg) {
     }
     case 'cells': {
       const t0 = performance.now();
-      const value = wasm_bindgen.cells(msg.max, msg.unit || 0);
+      const value = wasm_bindgen.cells(msg.max, msg.unit || 0, msg.start ?? undefined, msg.length ?? undefined, msg.layer ?? undefined);
       value.ms = performance.now() - t0;
       return { value, transfer: [value.classes.buffer] };
     }
@@ -140,8 +144,15 @@ async function handle(msg) {
     }
     case 'report':
       return { value: wasm_bindgen.report_json() };
+    case 'demos':
+      return { value: wasm_bindgen.demos() };
+    case 'demo': {
+      const value = wasm_bindgen.demo(String(msg.name || ''));
+      value.files = value.files.map((f) => new File([f.bytes], f.name, { type: 'application/octet-stream', lastModified: 0 }));
+      return { value };
+    }
     case 'lookup':
-      return { value: wasm_bindgen.lookup(msg.start, msg.length, msg.limit || 8) };
+      return { value: wasm_bindgen.lookup(msg.start, msg.length, msg.limit || 8, msg.layer ?? undefined) };
     case 'export-summary':
       return { value: exporter.summary() };
     case 'export':

@@ -27,6 +27,8 @@ pub mod limits;
 pub mod map;
 pub mod model;
 pub mod report;
+#[cfg(any(test, feature = "samples"))]
+pub mod samples;
 
 pub use chain::{Chain, Layer, Resolver};
 pub use error::Error;

@@ -168,9 +168,14 @@ impl Chain {
     /// each run comes out once, as qemu-img map prints it.
     /// The window grows while runs are few (a huge, mostly empty disk takes a few dozen
     /// steps, not millions) and shrinks back when a window is dense.
-    pub fn for_each_entry(&self, mut f: impl FnMut(&MapEntry) -> Result<()>) -> Result<()> {
-        let size = self.virtual_size();
-        let mut pos = 0;
+    pub fn for_each_entry(&self, f: impl FnMut(&MapEntry) -> Result<()>) -> Result<()> {
+        self.for_each_entry_in(0, self.virtual_size(), f)
+    }
+
+    /// [`Chain::for_each_entry`] over guest bytes `[start, end)` only (clipped to the disk).
+    pub fn for_each_entry_in(&self, start: u64, end: u64, mut f: impl FnMut(&MapEntry) -> Result<()>) -> Result<()> {
+        let size = end.min(self.virtual_size());
+        let mut pos = start;
         let mut buf = Vec::new();
         let mut pending: Option<MapEntry> = None;
         let mut window = limits::MAP_WINDOW;
@@ -252,7 +257,16 @@ impl Chain {
     /// [`Chain::cells`] with cells of `unit` guest bytes (one of the top image's grids, say),
     /// doubled until at most `max_cells` cover the disk.
     pub fn cells_at(&self, unit: u64, max_cells: u64) -> Result<Cells> {
-        let size = self.virtual_size();
+        self.cells_in(0, self.virtual_size(), unit, max_cells)
+    }
+
+    /// [`Chain::cells_at`] for guest bytes `[start, start+len)` only (clipped to the disk):
+    /// a zoomed-in map asks for the window it shows, at a finer cell size. Cell `i` covers
+    /// `[start + i*cell_size, ...)`; totals count the window's bytes.
+    pub fn cells_in(&self, start: u64, len: u64, unit: u64, max_cells: u64) -> Result<Cells> {
+        let start = start.min(self.virtual_size());
+        let end = start.saturating_add(len).min(self.virtual_size());
+        let size = end - start;
         let max_cells = max_cells.clamp(1, limits::MAX_MAP_CELLS);
         let mut cell_size = unit.clamp(512, 1 << 62);
         while size.div_ceil(cell_size) > max_cells {
@@ -273,10 +287,11 @@ impl Chain {
             classes[cell] = best as u8;
             acc.fill(0);
         };
-        self.for_each_entry(|e| {
+        self.for_each_entry_in(start, end, |e| {
             let c = class_of(e);
-            totals[c as usize] += e.length;
-            let (mut a, b) = (e.start, e.start + e.length);
+            // Window edges cut runs that start before or end after it.
+            let (mut a, b) = (e.start.max(start) - start, (e.start + e.length).min(end) - start);
+            totals[c as usize] += b.saturating_sub(a);
             while a < b {
                 let cell = (a / cell_size) as usize;
                 let cell_end = (cell as u64 + 1) * cell_size;

@@ -21,6 +21,7 @@ use wasm_bindgen::prelude::*;
 
 mod inspect;
 mod export;
+mod demo;
 mod views;
 
 #[wasm_bindgen]
@@ -156,7 +157,7 @@ fn error_info(e: &Error) -> ErrorInfo {
     ErrorInfo { kind, message: e.to_string(), offset, file }
 }
 
-fn plain_error(kind: &'static str, message: String) -> JsValue {
+pub(crate) fn plain_error(kind: &'static str, message: String) -> JsValue {
     to_js(&ErrorInfo { kind, message, offset: None, file: None })
 }
 
@@ -183,6 +184,39 @@ struct Session {
     layer_file: Vec<usize>,
     /// Every dropped file (for views that open another one, such as a delta).
     files: Vec<Dropped>,
+    /// The view the top image was opened with (a layer mapped alone opens the same way).
+    options: diskscope_core::image::OpenOptions,
+}
+
+impl Session {
+    /// The chain to map: the merged one, or (`layer` = Some(k)) layer k alone, opened again
+    /// without its backing file, so what the layer itself stores shows and the rest is
+    /// unallocated.
+    fn map_chain(&self, layer: Option<u32>) -> Result<MapChain<'_>, JsValue> {
+        let Some(k) = layer.map(|k| k as usize) else { return Ok(MapChain::Merged(&self.chain)) };
+        let Some(l) = self.chain.layers.get(k) else {
+            return Err(plain_error("usage", format!("the chain has no layer {}", k)));
+        };
+        let i = self.layer_file.get(k).copied().unwrap_or(0);
+        let options = if k == 0 { self.options.clone() } else { Default::default() };
+        let image = formats::open(js_file(&self.files, i), &l.name, None, true, &DroppedResolver(&self.files), &options).map_err(js_error)?;
+        Ok(MapChain::Alone(Chain { layers: vec![diskscope_core::Layer { name: l.name.clone(), image }], broken: None, findings: Vec::new() }))
+    }
+}
+
+enum MapChain<'a> {
+    Merged(&'a Chain),
+    Alone(Chain),
+}
+
+impl std::ops::Deref for MapChain<'_> {
+    type Target = Chain;
+    fn deref(&self) -> &Chain {
+        match self {
+            MapChain::Merged(c) => c,
+            MapChain::Alone(c) => c,
+        }
+    }
 }
 
 thread_local! {
@@ -404,7 +438,7 @@ pub fn open(
     };
     let value = ok_js(&opened)?;
     drop(opened);
-    SESSION.with(|s| *s.borrow_mut() = Some(Session { chain, layer_file, files }));
+    SESSION.with(|s| *s.borrow_mut() = Some(Session { chain, layer_file, files, options }));
     Ok(value)
 }
 
@@ -432,7 +466,7 @@ fn human_size(v: u64) -> String {
 // ---------------------------------------------------------------------------------------
 // The map
 
-fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) {
+pub(crate) fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) {
     // Setting a property on a fresh plain object cannot fail.
     let _ = js_sys::Reflect::set(obj, &JsValue::from_str(key), &value.into());
 }
@@ -442,16 +476,24 @@ fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) {
 /// `{cellSize, cellCount, virtualSize, classes: Uint8Array, totals: number[], classIds}`:
 /// `classes[i]` is the class of guest bytes `[i*cellSize, (i+1)*cellSize)`, `totals[c]` the
 /// guest bytes of class `c`; backing data at depth d is class `classIds.backing + d - 1`.
+/// With `start` and `length`, only that guest window (a zoomed-in map): cell `i` then
+/// covers `start + i*cellSize`, and the totals count the window.
 #[wasm_bindgen]
-pub fn cells(max_cells: f64, unit: f64) -> Result<js_sys::Object, JsValue> {
-    with_session(|s| {
+pub fn cells(max_cells: f64, unit: f64, start: Option<f64>, length: Option<f64>, layer: Option<u32>) -> Result<js_sys::Object, JsValue> {
+    with_session(|session| {
+        let s = &session.map_chain(layer)?;
         // `unit` > 0: draw at that granularity (one of the report's `grids`), else per cluster.
         let max = max_cells.max(1.0) as u64;
-        let cells = if unit >= 1.0 { s.chain.cells_at(unit as u64, max) } else { s.chain.cells(max) }.map_err(js_error)?;
+        let unit = if unit >= 1.0 { unit as u64 } else { s.top().info().cluster_size };
+        let size = s.virtual_size();
+        let start = start.map_or(0, |v| v.max(0.0) as u64);
+        let length = length.map_or(size, |v| v.max(0.0) as u64);
+        let cells = s.cells_in(start, length, unit, max).map_err(js_error)?;
         let out = js_sys::Object::new();
+        set(&out, "start", start.min(size) as f64);
         set(&out, "cellSize", cells.cell_size as f64);
         set(&out, "cellCount", cells.classes.len() as f64);
-        set(&out, "virtualSize", s.chain.virtual_size() as f64);
+        set(&out, "virtualSize", s.virtual_size() as f64);
         set(&out, "classes", js_sys::Uint8Array::from(&cells.classes[..]));
         let totals = js_sys::Array::new();
         for t in &cells.totals {
@@ -472,7 +514,7 @@ pub fn cells(max_cells: f64, unit: f64) -> Result<js_sys::Object, JsValue> {
         }
         set(&out, "classIds", ids);
         let layers = js_sys::Array::new();
-        for l in &s.chain.layers {
+        for l in &s.layers {
             layers.push(&JsValue::from_str(&l.name));
         }
         set(&out, "layers", layers);
@@ -516,10 +558,11 @@ struct Lookup {
 /// Where the guest bytes `[start, start+length)` live: the merged map's runs, at most
 /// `limit` of them, each with its layer's file name and host offset.
 #[wasm_bindgen]
-pub fn lookup(start: f64, length: f64, limit: u32) -> Result<JsValue, JsValue> {
-    with_session(|s| {
+pub fn lookup(start: f64, length: f64, limit: u32, layer: Option<u32>) -> Result<JsValue, JsValue> {
+    with_session(|session| {
+        let s = &session.map_chain(layer)?;
         let mut out: Vec<MapEntry> = Vec::new();
-        s.chain.map(start.max(0.0) as u64, length.max(0.0) as u64, &mut out).map_err(js_error)?;
+        s.map(start.max(0.0) as u64, length.max(0.0) as u64, &mut out).map_err(js_error)?;
         let limit = (limit.max(1) as usize).min(out.len());
         let entries = out[..limit]
             .iter()
@@ -528,7 +571,7 @@ pub fn lookup(start: f64, length: f64, limit: u32) -> Result<JsValue, JsValue> {
                 length: e.length,
                 class: class_of(e),
                 depth: e.depth,
-                layer: s.chain.layers.get(e.depth as usize).map(|l| l.name.clone()).unwrap_or_default(),
+                layer: s.layers.get(e.depth as usize).map(|l| l.name.clone()).unwrap_or_default(),
                 present: e.present,
                 zero: e.zero,
                 data: e.data,

@@ -28,6 +28,25 @@ pub mod vmdk;
 /// Probed in order; `raw` last and never by probe: any bytes are a raw image.
 pub static DRIVERS: &[&Driver] = &[&vpc::DRIVER, &qed::DRIVER, &qcow2::DRIVER, &qcow::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &gow::DRIVER, &fvd::DRIVER, &vdi::DRIVER, &vhdx::DRIVER, &parallels::DRIVER, &vmdk::DRIVER, &raw::DRIVER];
 
+/// The demo samples, one or more per format, in the gallery's order.
+#[cfg(any(test, feature = "samples"))]
+pub static DEMOS: &[&crate::samples::Demo] = &[
+    &qcow2::sample::DEMO,
+    &qed::sample::DEMO,
+    &qcow::sample::DEMO,
+    &vmdk::sample::DEMO,
+    &vpc::sample::DEMO,
+    &vhdx::sample::DEMO,
+    &vdi::sample::DEMO,
+    &parallels::sample::DEMO,
+    &fvd::sample::DEMO,
+    &gow::sample::DEMO,
+    &gow::sample::DEMO_V1,
+    &addcow::sample::DEMO,
+    &cow::sample::DEMO,
+    &cow::sample::DEMO_RAW,
+];
+
 pub fn driver(name: &str) -> Result<&'static Driver> {
     DRIVERS.iter().copied().find(|d| d.name == name).ok_or_else(|| Error::UnknownFormatName(String::from(name)))
 }

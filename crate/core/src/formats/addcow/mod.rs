@@ -13,6 +13,8 @@ use crate::limits;
 use crate::model::*;
 
 mod header;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 mod tests;
 use header::*;

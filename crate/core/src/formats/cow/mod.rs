@@ -286,5 +286,7 @@ impl Image for Cow {
     }
 }
 
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! cow and raw-cow images written from the spec tables (FORMATS.md 4.2-4.3, DECISIONS.md 3)
-//! by a writer kept here, with junk where a clear bit says the bytes are not valid, so a
+//! by the writer in sample.rs, with junk where a clear bit says the bytes are not valid, so a
 //! wrong mapping shows in the bytes read back.
 use alloc::{collections::BTreeMap, string::String, vec, vec::Vec};
 
@@ -13,21 +13,7 @@ fn lcg(seed: &mut u64) -> u64 {
     *seed >> 33
 }
 
-/// Header bytes for `layout`, with the fields where the spec table puts them.
-fn header(layout: Layout, backing: &str, raw: &str, size: u64) -> Vec<u8> {
-    let g = layout.geometry();
-    let mut h = vec![0u8; g.header];
-    h[0..4].copy_from_slice(&0x4F4F_4F4Du32.to_be_bytes());
-    h[4..8].copy_from_slice(&2u32.to_be_bytes());
-    h[8..8 + backing.len()].copy_from_slice(backing.as_bytes());
-    if let Some(at) = g.raw_file {
-        h[at..at + raw.len()].copy_from_slice(raw.as_bytes());
-    }
-    h[g.mtime..g.mtime + 4].copy_from_slice(&1_311_033_600u32.to_be_bytes());
-    h[g.size..g.size + 8].copy_from_slice(&size.to_be_bytes());
-    h[g.sectorsize..g.sectorsize + 4].copy_from_slice(&512u32.to_be_bytes());
-    h
-}
+use super::sample::header;
 
 /// Build an image of `size` bytes over `backing` (junk-free random base), setting random
 /// bits; returns (files, expected guest bytes).

@@ -29,6 +29,8 @@ use crate::model::*;
 mod check;
 pub mod header;
 pub mod journal;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 mod tests;
 

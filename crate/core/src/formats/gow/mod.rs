@@ -21,6 +21,8 @@ use crate::limits;
 use crate::model::*;
 
 mod check;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 mod tests;
 

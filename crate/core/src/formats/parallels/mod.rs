@@ -15,6 +15,8 @@ mod check;
 pub mod ext;
 pub mod header;
 mod md5;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 mod tests;
 

@@ -16,6 +16,8 @@ use crate::io::{read_clipped, read_exact_at, ReadAt};
 use crate::limits;
 use crate::model::*;
 
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 pub(crate) mod tests;
 

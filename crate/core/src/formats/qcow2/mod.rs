@@ -19,6 +19,8 @@ use crate::model::*;
 mod check;
 pub mod header;
 mod snapshot;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 pub(crate) mod tests;
 use header::*;

@@ -13,6 +13,8 @@ use crate::model::*;
 
 mod check;
 pub mod header;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 pub(crate) mod tests;
 use header::*;

@@ -1,4 +1,4 @@
-//! QED built from the spec tables by a writer kept here, read back through the chain, and
+//! QED built from the spec tables by the writer in sample.rs, read back through the chain, and
 //! mutated at random to prove no input makes the reader panic.
 use alloc::{string::String, vec, vec::Vec};
 use proptest::prelude::*;
@@ -7,78 +7,7 @@ use crate::chain::Chain;
 use crate::map::MapEntry;
 use crate::testutil::Files;
 
-/// A QED image laid out as the spec says: header cluster, L1 at cluster 1, then tables
-/// and data clusters appended in allocation order.
-pub(crate) struct Writer {
-    pub cs: u64,
-    pub table: u64,
-    pub file: Vec<u8>,
-    l1: u64,
-    /// Data clusters dropped by `zero_cluster`: what check must report as leaked.
-    pub leaked: u64,
-}
-
-impl Writer {
-    pub fn new(cs: u64, table: u64, size: u64, backing: Option<&str>) -> Writer {
-        let mut file = vec![0u8; (cs + table * cs) as usize];
-        file[0..4].copy_from_slice(b"QED\0");
-        file[4..8].copy_from_slice(&(cs as u32).to_le_bytes());
-        file[8..12].copy_from_slice(&(table as u32).to_le_bytes());
-        file[12..16].copy_from_slice(&1u32.to_le_bytes());
-        file[40..48].copy_from_slice(&cs.to_le_bytes());
-        file[48..56].copy_from_slice(&size.to_le_bytes());
-        if let Some(b) = backing {
-            file[16..24].copy_from_slice(&5u64.to_le_bytes()); // BACKING_FILE | NO_PROBE
-            file[56..60].copy_from_slice(&64u32.to_le_bytes());
-            file[60..64].copy_from_slice(&(b.len() as u32).to_le_bytes());
-            file[64..64 + b.len()].copy_from_slice(b.as_bytes());
-        }
-        Writer { cs, table, file, l1: cs, leaked: 0 }
-    }
-
-    fn entries(&self) -> u64 {
-        self.table * self.cs / 8
-    }
-    fn get(&self, at: u64) -> u64 {
-        u64::from_le_bytes(self.file[at as usize..at as usize + 8].try_into().unwrap())
-    }
-    fn set(&mut self, at: u64, v: u64) {
-        self.file[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
-    }
-    fn append(&mut self, clusters: u64) -> u64 {
-        let at = self.file.len() as u64;
-        self.file.resize((at + clusters * self.cs) as usize, 0);
-        at
-    }
-    /// The byte offset of the L2 entry for `guest`, allocating the L2 table if needed.
-    fn l2_entry(&mut self, guest: u64) -> u64 {
-        let n = self.entries();
-        let (i, j) = (guest / self.cs / n, guest / self.cs % n);
-        let l1e = self.l1 + i * 8;
-        if self.get(l1e) == 0 {
-            let t = self.append(self.table);
-            self.set(l1e, t);
-        }
-        self.get(l1e) + j * 8
-    }
-    /// Store a whole cluster of data for the cluster holding `guest`.
-    pub fn write_cluster(&mut self, guest: u64, fill: u8) {
-        let e = self.l2_entry(guest);
-        let mut at = self.get(e);
-        if at <= 1 {
-            at = self.append(1);
-            self.set(e, at);
-        }
-        self.file[at as usize..(at + self.cs) as usize].fill(fill);
-    }
-    pub fn zero_cluster(&mut self, guest: u64) {
-        let e = self.l2_entry(guest);
-        if self.get(e) > 1 {
-            self.leaked += 1;
-        }
-        self.set(e, 1);
-    }
-}
+pub(crate) use super::sample::Writer;
 
 fn open(img: &[u8], backing: Option<(&str, Vec<u8>)>) -> crate::error::Result<Chain> {
     let mut files = Files::new([("t.qed", img.to_vec())]);

@@ -17,6 +17,8 @@ use crate::model::*;
 
 mod check;
 pub mod header;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 pub(crate) mod tests;
 pub mod util;

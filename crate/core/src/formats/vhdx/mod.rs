@@ -24,6 +24,8 @@ use crate::model::*;
 mod check;
 pub mod log;
 pub mod structs;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 pub(crate) mod tests;
 

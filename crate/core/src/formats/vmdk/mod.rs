@@ -16,6 +16,8 @@ use crate::model::*;
 mod check;
 mod descriptor;
 mod sparse;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 mod tests;
 

@@ -23,6 +23,8 @@ use crate::model::*;
 
 mod check;
 pub mod footer;
+#[cfg(any(test, feature = "samples"))]
+pub(crate) mod sample;
 #[cfg(test)]
 pub(crate) mod tests;
 
