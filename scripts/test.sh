@@ -30,7 +30,7 @@ native_tests() {
 
 browser_tests() {
     if [ -d tests/browser ] && [ -n "$(find tests/browser -type f \( -name '*.test.*' -o -name 'test-*' -o -name '*_test.*' -o -name '*-test.*' \) -print -quit)" ]; then
-        node --test tests/browser/
+        DISKSCOPE_BIN="$target_dir/release/diskscope" node --test tests/browser/
     else
         echo "no browser tests in tests/browser/ yet"
     fi

@@ -17,6 +17,14 @@ export function requireBuild() {
   }
 }
 
+/** The release CLI (scripts/test.sh builds it first and names it in DISKSCOPE_BIN). */
+export function cli() {
+  const target = process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, 'target');
+  const bin = process.env.DISKSCOPE_BIN || join(target, 'release/diskscope');
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`cargo build --release -p diskscope\` first (npm test does)`);
+  return bin;
+}
+
 export function tmp() {
   return mkdtempSync(join(tmpdir(), 'diskscope-browser-'));
 }
