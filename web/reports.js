@@ -83,7 +83,7 @@ const num = (v) => (typeof v === 'number' ? v.toLocaleString('en-US') : esc(v));
 const hexOf = (v) => (typeof v === 'number' ? `0x${v.toString(16)}` : esc(v));
 
 function table(head, rows, cls = '') {
-  if (!rows.length) return '<p class="muted">None.</p>';
+  if (!rows.length) return '<p class="muted">None listed.</p>';
   return `<table class="${cls}"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows
     .map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join('')}</tr>`)
     .join('')}</tbody></table>`;

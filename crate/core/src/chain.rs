@@ -94,7 +94,13 @@ impl ChainBreak {
         };
         // Only a loop is wrong in the image itself; the rest is about what was given to us.
         let severity = if matches!(self, ChainBreak::Loop { .. }) { Severity::Corruption } else { Severity::Warning };
-        Finding { severity, code: "backing-chain", file: by.clone(), offset: Some(offset), length: 0, guest: None, message }
+        // The bytes at fault are the stored name (as many bytes as its UTF-8; a UTF-16 name
+        // is twice that, so its first half is what a viewer highlights).
+        let length = match self {
+            ChainBreak::Missing { name, .. } | ChainBreak::Loop { name, .. } | ChainBreak::Unreadable { name, .. } => name.len() as u64,
+            ChainBreak::TooDeep { .. } => 0,
+        };
+        Finding { severity, code: "backing-chain", file: by.clone(), offset: Some(offset), length, guest: None, message }
     }
 
     /// The error a read gets when it needs the layer that is not there.
