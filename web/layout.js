@@ -296,10 +296,13 @@ function fieldBox(l, p) {
     class: `hd-field${p.head ? '' : ' hd-tail'}${width <= 2 ? ' hd-narrow' : ''}`,
     style: `grid-column:${p.from + 1} / span ${width}`,
     title: `${f.name} = ${f.value} · offset ${f.offset} (${hex(f.offset)}), ${f.size} byte${f.size === 1 ? '' : 's'}${f.note ? ` · ${f.note}` : ''}`,
-    'aria-label': `${f.name}: ${f.value}; ${f.size} byte${f.size === 1 ? '' : 's'} at offset ${f.offset}`,
     dataset: { field: f.name },
     onclick: () => document.dispatchEvent(new CustomEvent(SHOW_BYTES, { detail: { file: l.filename, offset: f.offset, length: f.size, label: `field ${f.name} = ${f.value}` } })),
-  }, el('span', { class: 'hd-name' }, label), p.head && width >= 4 ? el('span', { class: 'hd-value' }, f.value) : null);
+  },
+  el('span', { class: 'hd-name' }, label),
+  // Screen readers hear the value and place even where the box is too narrow to show them.
+  p.head && width >= 4 ? el('span', { class: 'hd-value' }, el('span', { class: 'sr-only' }, ' = '), f.value) : el('span', { class: 'sr-only' }, ` = ${f.value}`),
+  el('span', { class: 'sr-only' }, `, ${f.size} byte${f.size === 1 ? '' : 's'} at offset ${f.offset}`));
 }
 
 // ---------------------------------------------------------------------------------------
