@@ -2,7 +2,6 @@
 //! where qemu-img has the same concept, so the two can be compared directly.
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,11 +9,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use diskscope_core::compare::compare;
-use diskscope_core::convert::Sink;
 use diskscope_core::map::MapEntry;
 use diskscope_core::report::Report;
 use diskscope_core::Chain;
 
+mod convert;
 mod delta;
 mod native;
 mod snapshot;
@@ -152,30 +151,6 @@ fn progress_bar(total: u64, force: bool, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
-/// The output file; stored runs are copied by the kernel from the files the chain names.
-struct FileSink<'a> {
-    out: std::fs::File,
-    chain: &'a Chain,
-    sources: std::collections::HashMap<(u32, u16), Option<std::fs::File>>,
-}
-
-impl Sink for FileSink<'_> {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), diskscope_core::Error> {
-        self.out.write_all_at(data, offset).map_err(|e| diskscope_core::Error::Io { offset, len: data.len() as u64, message: e.to_string() })
-    }
-
-    fn copy_stored(&mut self, layer: u32, file: u16, from: u64, to: u64, length: u64) -> Result<bool, diskscope_core::Error> {
-        let chain = self.chain;
-        let src = self.sources.entry((layer, file)).or_insert_with(|| {
-            native::path_of(chain, layer as usize, file).and_then(|p| std::fs::File::open(p).ok())
-        });
-        match src {
-            Some(src) => native::copy_range(src, from, &self.out, to, length),
-            None => Ok(false),
-        }
-    }
-}
-
 fn run(cli: Cli) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     match cli.command {
@@ -235,11 +210,9 @@ fn run(cli: Cli) -> Result<u8> {
                 .with_context(|| format!("cannot create '{}'", output.display()))?;
             file.set_len(size)?;
             let pb = progress_bar(size, progress, "converting");
-            let mut sink = FileSink { out: file, chain: &chain, sources: Default::default() };
-            chain.convert(&mut sink, &mut |done, _| {
-                pb.set_position(done);
-                true
-            })?;
+            let options = OPTIONS.get_or_init(Default::default);
+            let reopen = || snapshot::open(&image, format.as_deref(), snapshot.as_deref(), options);
+            convert::convert(&chain, &reopen, &file, &mut |done| pb.set_position(done))?;
             pb.finish_and_clear();
         }
         Command::Report { image, format, snapshot, json: _ } => {

@@ -120,3 +120,37 @@ fn table_size_one_is_read_and_qemus_refusal_explained() {
     let m = diskscope(&[&"map", &"--json", &img]).ok().json();
     assert_eq!(m[0]["length"], 16 * MIB, "an empty 16 MiB disk is one unallocated run: {}", m);
 }
+
+/// Compressed clusters are decoded by several threads: a damaged one stops the conversion
+/// with an error that names it (not a hang, not a panic), and the undamaged image converts
+/// as qemu-img does.
+#[test]
+fn damaged_compressed_cluster_stops_convert() {
+    let d = Scratch::new();
+    let src = d.path("src.raw");
+    let mut rng = Rng::new(0x5eed);
+    let mut data = Vec::new();
+    for i in 0..(16 * MIB / 4096) {
+        // Compressible, but not trivially: a number and random words per 4 KiB.
+        let words: Vec<String> = (0..300).map(|_| format!("w{}", rng.below(5000))).collect();
+        let mut block = format!("{} {}", i, words.join(" ")).into_bytes();
+        block.resize(4096, b'.');
+        data.extend(block);
+    }
+    fs::write(&src, &data).unwrap();
+    let img = d.path("c.qcow2");
+    qemu(&d, "qemu-img", &[&"convert", &"-c", &"-O", &"qcow2", &src, &img]).ok();
+    convert_matches_qemu(&d, &img, "compressed qcow2");
+
+    // Garbage over the middle of the compressed data.
+    let mut bytes = fs::read(&img).unwrap();
+    let mid = bytes.len() / 2;
+    for (i, b) in bytes[mid..mid + 256 * 1024].iter_mut().enumerate() {
+        *b = (i * 131 % 251) as u8;
+    }
+    let bad = d.path("bad.qcow2");
+    fs::write(&bad, &bytes).unwrap();
+    let r = diskscope(&[&"convert", &bad, &d.path("bad.raw")]);
+    assert_clean_failure(&r);
+    assert!(r.stderr.contains("compress") || r.stderr.contains("deflate") || r.stderr.contains("decode"), "the error should say what failed:\n{}", r.stderr);
+}

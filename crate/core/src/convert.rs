@@ -203,8 +203,8 @@ fn join(cur: Option<Part>, next: Part, f: &mut impl FnMut(Part) -> Result<()>) -
     })
 }
 
-/// Write the runs of `data` that are not all-zero 4 KiB blocks.
-fn write_nonzero(sink: &mut dyn Sink, offset: u64, data: &[u8]) -> Result<()> {
+/// Write the runs of `data` that are not all-zero 4 KiB blocks (`qemu-img convert -S 4k`).
+pub fn write_nonzero(sink: &mut dyn Sink, offset: u64, data: &[u8]) -> Result<()> {
     const BLOCK: usize = 4096;
     let mut run: Option<usize> = None;
     for (i, block) in data.chunks(BLOCK).enumerate() {
