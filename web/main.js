@@ -2,8 +2,10 @@
 // (web/worker.js), which hosts the wasm core; this thread draws what it answers.
 
 import { WorkerClient } from './client.js';
-import { drawMap, layoutMap, cellAt } from './map.js';
-import { bytes, hex, human, pct } from './format.js';
+import * as mapview from './mapview.js';
+import * as demo from './demo.js';
+import * as chain from './chain.js';
+import { bytes, hex, human } from './format.js';
 import { $, el } from './dom.js';
 import * as views from './views.js';
 import * as findings from './findings.js';
@@ -87,7 +89,7 @@ const fmtOffset = (v) => (typeof v === 'number' ? `${v.toLocaleString('en-US')} 
  * mode 'add': `added` joins the files given so far (the chain named a missing file).
  * mode 'reopen': the same files again (after a worker restart, or to switch image).
  */
-async function openFiles(added, { mode = 'replace', top, view } = {}) {
+async function openFiles(added, { mode = 'replace', top, view, demo: sample } = {}) {
   added = Array.from(added || []);
   if (mode !== 'reopen' && !added.length) return;
   // A new image (or another of the dropped ones) opens in its default view.
@@ -102,6 +104,8 @@ async function openFiles(added, { mode = 'replace', top, view } = {}) {
   const previousFiles = state.files;
   if (mode === 'replace') {
     state.files = unique(added);
+    state.demo = sample || null;
+    if (!sample) demo.leave();
   } else if (mode === 'add') {
     const names = new Set(added.map((f) => f.name));
     state.files = unique([...state.files.filter((f) => !names.has(f.name)), ...added]);
@@ -153,9 +157,7 @@ async function openFiles(added, { mode = 'replace', top, view } = {}) {
   }
 }
 
-/** Cells asked of the core: beyond this it groups clusters into one cell (1 MiB per cell
- * for a 256 GiB disk of 64 KiB clusters), which still fills the canvas. */
-const MAX_CELLS = 1 << 18;
+const MAX_CELLS = mapview.MAX_CELLS;
 
 function unique(files) {
   const seen = new Map();
@@ -164,12 +166,12 @@ function unique(files) {
 }
 
 function mapUnavailable(err) {
-  $('map-wrap').hidden = true;
-  $('legend').replaceChildren();
-  $('map-scale').textContent = '';
-  $('hover').textContent = '';
-  $('map-unavailable').hidden = false;
-  $('map-unavailable').textContent = `The map cannot be drawn: ${err.message}.`;
+  mapview.unavailable(err);
+}
+
+function renderMap() {
+  mapview.available();
+  mapview.reset();
 }
 
 function closeView() {
@@ -243,6 +245,7 @@ function renderOpened(o) {
   $('view').dataset.ready = 'false';
 
   $('image-name').textContent = top.filename;
+  demo.banner(state.demo);
   const variant = top.variant && top.variant.toLowerCase() !== top.format.toLowerCase() ? ` · ${top.variant}` : '';
   $('format-badge').textContent = `${top.format.toUpperCase()}${variant}`;
   $('format-badge').className = 'badge format';
@@ -291,69 +294,9 @@ function renderSwitch(o) {
 }
 
 function renderChain(o, layers) {
-  $('chain').replaceChildren(
-    ...layers.map((l, i) =>
-      el('li', { class: i === 0 ? 'layer top' : 'layer' },
-        el('span', { class: 'layer-name' }, l.filename),
-        el('span', { class: 'badge format' }, l.format.toUpperCase()),
-        el('span', { class: 'muted' }, `${human(l['virtual-size'])} virtual · ${human(l['file-size'])} file`),
-        el('span', { class: 'layer-role muted' }, i === 0 ? 'image' : `backing file ${i}`),
-      ),
-    ),
-  );
-  const brk = o.chainBreak;
-  const box = $('chain-break');
-  const missing = missingFiles(o);
-  box.hidden = !brk && !missing.length;
-  box.replaceChildren();
-  // Companion files (not backing files) the image names, found or not.
-  for (const l of layers) {
-    for (const c of l.companions || []) {
-      if (c.found) $('chain').append(el('li', { class: 'layer companion' }, el('span', { class: 'muted' }, `${c.role} of ${l.filename}: `), el('span', { class: 'layer-name' }, c.found)));
-    }
-  }
-  for (const m of missing.filter((m) => m.role !== 'backing file')) {
-    const where = m.offset !== undefined ? ` at byte ${fmtOffset(m.offset)}` : '';
-    box.append(
-      el('p', {}, el('strong', {}, `Missing ${m.role}: ${m.name}`)),
-      el('p', {}, `${m.by} names “${m.name}”${where} as its ${m.role}, but it was not among the files given. Until it is added, the clusters stored in it cannot be shown or read.`),
-      el('p', {},
-        el('button', { type: 'button', class: 'btn primary add-missing', onclick: () => $('add-input').click() }, `Add ${baseName(m.name)}…`),
-        el('span', { class: 'muted' }, ' or drop it anywhere on this page.'),
-      ),
-    );
-  }
-  if (brk) {
-    box.dataset.kind = brk.kind;
-    const where = brk.offset !== undefined ? ` at byte ${fmtOffset(brk.offset)}` : '';
-    if (brk.kind === 'missing') {
-      box.append(
-        el('p', {}, el('strong', {}, `Missing backing file: ${brk.name}`)),
-        el('p', {}, `${brk.by} names “${brk.name}”${where}, but it was not among the files given. Until it is added, the clusters this image takes from it cannot be shown or read.`),
-        el('p', {},
-          el('button', { type: 'button', class: 'btn primary add-missing', onclick: () => $('add-input').click() }, `Add ${baseName(brk.name)}…`),
-          el('span', { class: 'muted' }, ' or drop it anywhere on this page.'),
-        ),
-      );
-    } else if (brk.kind === 'loop') {
-      box.append(el('p', {}, el('strong', {}, 'The backing chain loops. '), `${brk.by} names “${brk.name}”${where}, which is already in this chain, so the chain cannot be read past it.`));
-    } else if (brk.kind === 'too-deep') {
-      box.append(el('p', {}, el('strong', {}, 'The backing chain is too deep. '), `diskscope follows at most ${brk.limit} files.`));
-    } else {
-      box.append(
-        el('p', {}, el('strong', {}, `Backing file ${brk.name} could not be opened. `), `${brk.by} names it${where}: ${brk.error}`),
-        el('p', {}, el('button', { type: 'button', class: 'btn', onclick: () => $('add-input').click() }, 'Add another file…')),
-      );
-    }
-  }
-  const unused = o.files.filter((f) => f.role === 'not-an-image' || f.role === 'image');
-  $('unused').hidden = !unused.length;
-  $('unused').textContent = unused.length
-    ? `Not used by this image: ${unused.map((f) => `${f.name} (${f.role === 'image' ? 'another image' : 'not a disk image'})`).join(', ')}.`
-    : '';
+  chain.render(o, layers);
 }
 
-const baseName = (n) => n.split(/[\\/]/).pop();
 
 function renderChecks(o) {
   const rows = [];
@@ -422,125 +365,7 @@ function hexBytes(raw) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The map
-
-const CLASS_INFO = (ids, layers) => {
-  const list = [
-    { id: ids.data, key: 'data', label: `Data in ${layers[0]}`, color: '#2563eb' },
-    { id: ids.zero, key: 'zero', label: 'Zero clusters', color: '#a5b4c8' },
-    { id: ids.unallocated, key: 'unallocated', label: 'Unallocated (reads as zeros)', color: '#e9edf2' },
-    { id: ids.compressed, key: 'compressed', label: 'Compressed', color: '#9333ea' },
-    { id: ids.invalid, key: 'invalid', label: 'Invalid mapping', color: '#dc2626' },
-    { id: ids.missing, key: 'missing', label: 'Needs a missing file', color: '#f59e0b' },
-  ];
-  const depthColors = ['#0d9488', '#65a30d', '#c2410c', '#7c3aed', '#0891b2', '#be185d'];
-  for (let d = 1; d < layers.length; d++) {
-    list.push({ id: ids.backing + d - 1, key: `backing-${d}`, label: `Data in ${layers[d]} (backing ${d})`, color: depthColors[(d - 1) % depthColors.length] });
-  }
-  return list;
-};
-
-function classInfo() {
-  const c = state.cells;
-  return CLASS_INFO(c.classIds, c.layers);
-}
-
-function renderMap() {
-  const c = state.cells;
-  const wrap = $('map-wrap');
-  state.layout = layoutMap(c.cellCount, wrap.clientWidth || 800);
-  const info = classInfo();
-  const palette = new Map(info.map((k) => [k.id, k.color]));
-  $('map-wrap').hidden = false;
-  $('map-unavailable').hidden = true;
-  if (!views.drawVersionsMap($('map'), state.layout)) drawMap($('map'), c.classes, state.layout, (id) => palette.get(id) || '#000000');
-  // The geometry, for tests and tools that point at a given guest offset.
-  Object.assign($('map').dataset, { cols: state.layout.cols, cellPx: state.layout.size, cellBytes: c.cellSize });
-  const rowBytes = state.layout.cols * c.cellSize;
-  $('map-scale').textContent = `1 cell = ${human(c.cellSize)}${c.cellSize > state.opened.clusterSize ? ` (${c.cellSize / state.opened.clusterSize} clusters)` : ''} · 1 row = ${human(rowBytes)} · ${c.cellCount.toLocaleString('en-US')} cells`;
-  const total = c.virtualSize;
-  const rows = info.filter((k) => c.totals[k.id] > 0 || ['data', 'zero', 'unallocated'].includes(k.key));
-  $('legend').replaceChildren(
-    ...rows.map((k) =>
-      el('li', { dataset: { class: k.key, bytes: String(c.totals[k.id] || 0) } },
-        el('span', { class: 'swatch', style: `background:${k.color}` }),
-        el('span', { class: 'legend-label' }, k.label),
-        el('span', { class: 'legend-bytes' }, human(c.totals[k.id] || 0)),
-        el('span', { class: 'legend-pct' }, pct(c.totals[k.id] || 0, total)),
-      ),
-    ),
-  );
-  $('cursor').hidden = true;
-}
-
-let lookupInFlight = false;
-let lookupWanted = null;
-let hoverCell = -1;
-
-function onMapMove(ev) {
-  const c = state.cells;
-  if (!c || !state.layout) return;
-  const rect = $('map').getBoundingClientRect();
-  const idx = cellAt(state.layout, ev.clientX - rect.left, ev.clientY - rect.top, c.cellCount);
-  if (idx === hoverCell) return;
-  hoverCell = idx;
-  const cur = $('cursor');
-  if (idx < 0) {
-    cur.hidden = true;
-    return;
-  }
-  const { cols, size } = state.layout;
-  cur.hidden = false;
-  cur.style.left = `${(idx % cols) * size}px`;
-  cur.style.top = `${Math.floor(idx / cols) * size}px`;
-  cur.style.width = cur.style.height = `${Math.max(size, 3)}px`;
-  const start = idx * c.cellSize;
-  const length = Math.min(c.cellSize, c.virtualSize - start);
-  const k = classInfo().find((x) => x.id === c.classes[idx]);
-  const v = views.versionAt(idx);
-  $('hover').replaceChildren(
-    el('strong', {}, `Guest ${hex(start)}–${hex(start + length - 1)}`),
-    ` (${human(length)}): ${k ? k.label.toLowerCase() : 'unknown'}${c.cellSize > state.opened.clusterSize ? ' (mostly)' : ''}${v === undefined ? '' : v ? `, version ${v}${c.cellSize > 65536 ? ' (newest in this cell)' : ''}` : ', never written'}…`,
-  );
-  lookupWanted = { start, length, idx };
-  pumpLookup();
-}
-
-async function pumpLookup() {
-  if (lookupInFlight || !lookupWanted) return;
-  const want = lookupWanted;
-  lookupWanted = null;
-  lookupInFlight = true;
-  try {
-    const r = await client.call({ type: 'lookup', start: want.start, length: want.length, limit: 4 });
-    if (want.idx === hoverCell) showWhere(want, r);
-  } catch (err) {
-    if (want.idx === hoverCell) $('hover').append(` (${err.message})`);
-  } finally {
-    lookupInFlight = false;
-    // At most one request in flight: the latest wanted one goes next, the rest are dropped.
-    setTimeout(pumpLookup, 30);
-  }
-}
-
-function showWhere(want, r) {
-  const layers = state.cells.layers;
-  const lines = r.entries.map((e) => {
-    const range = `${hex(e.start)} +${human(e.length)}`;
-    let where;
-    if (e.invalidEntry !== undefined) where = `invalid: the table entry at byte ${fmtOffset(e.invalidEntry)} of ${e.layer} points outside the file`;
-    else if (e.missing) where = `in the missing backing file (named by ${layers[layers.length - 1]})`;
-    else if (e.data && !e.zero && e.hostOffset !== undefined) where = `stored in ${e.layer} at byte ${fmtOffset(e.hostOffset)}${e.depth > 0 ? ` (backing ${e.depth})` : ''}`;
-    else if (e.compressed) where = `compressed in ${e.layer}`;
-    else if (e.present) where = `zeros, defined by ${e.layer}${e.depth > 0 ? ` (backing ${e.depth})` : ''}`;
-    else where = 'not allocated anywhere: reads as zeros';
-    return el('span', { class: 'where' }, el('span', { class: 'mono' }, range), ` ${where}`);
-  });
-  if (r.more) lines.push(el('span', { class: 'where muted' }, `…and ${r.more} more runs in this cell`));
-  const v = views.versionAt(want.idx);
-  const version = v === undefined ? '' : v ? `, version ${v}` : ', never written';
-  $('hover').replaceChildren(el('strong', {}, `Guest ${hex(want.start)}–${hex(want.start + want.length - 1)} (${human(want.length)})${version}`), ...lines);
-}
+// The map: web/mapview.js
 
 // ---------------------------------------------------------------------------------------
 // Wiring
@@ -612,21 +437,19 @@ function setup() {
   $('close-btn').addEventListener('click', () => {
     hideError();
     state.files = [];
+    demo.leave();
     closeView();
   });
   $('alert-close').addEventListener('click', hideError);
   exporter.init({ state, client, showError, refusal: views.exportRefusal });
-  $('map').addEventListener('mousemove', onMapMove);
-  $('map').addEventListener('mouseleave', () => {
-    hoverCell = -1;
-    $('cursor').hidden = true;
-  });
+  mapview.init({ state, client, showError, busy });
+  demo.init({ client, showError, busy, open: (files, d) => openFiles(files, { mode: 'replace', demo: d }) });
   let resizeTimer = 0;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => {
       if ($('view').hidden) return;
-      if (state.cells) renderMap();
+      if (state.cells) mapview.render();
       views.renderHostMap();
       views.renderDelta();
       layout.redraw();
@@ -636,7 +459,7 @@ function setup() {
   hexview.init({ state, client, describe: layout.describe });
   layout.init({ state, client });
   reports.init({ state, client, showError });
-  views.init({ state, client, showError, renderMap: () => state.cells && renderMap(), reopen: (view) => openFiles([], { mode: 'reopen', view }) });
+  views.init({ state, client, showError, renderMap: () => state.cells && mapview.render(), reopen: (view) => openFiles([], { mode: 'reopen', view }) });
   client.start().catch((err) => showError(err, 'Could not start'));
 }
 

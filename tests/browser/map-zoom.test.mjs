@@ -1,0 +1,171 @@
+// The allocation map at scale: a 32 GiB qcow2 (524,288 clusters) is drawn at two clusters
+// a cell; zooming in (button, wheel, keys) asks the worker for the window alone at one
+// cluster a cell; dragging and paging pan it; the keyboard cursor and a click give the
+// cluster's host offset as qemu-img map gives it, and the details box asks the hex view for
+// those bytes; a finding's guest range is pointed at; one layer can be shown alone.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { browser, page, requireBuild, serve, sh, tmp } from './helpers.mjs';
+
+const KiB = 1024;
+const GiB = 1024 ** 3;
+const CS = 64 * KiB;
+const AT = 20 * GiB + 3 * CS; // the one written cluster
+let dir, server, b, hostOffset;
+
+before(async () => {
+  requireBuild();
+  dir = tmp();
+  const img = join(dir, 'big.qcow2');
+  sh('qemu-img', ['create', '-q', '-f', 'qcow2', img, '32G']);
+  sh('qemu-io', ['-c', `write -P 0xab ${AT} 64k`, img]);
+  const map = JSON.parse(sh('qemu-img', ['map', '--output=json', img]));
+  hostOffset = map.find((e) => e.data && e.start <= AT && AT < e.start + e.length).offset;
+  server = await serve();
+  b = await browser();
+});
+
+after(async () => {
+  await b?.close();
+  await server?.close();
+});
+
+const ds = (p) => p.$eval('#map', (c) => ({ ...c.dataset }));
+
+async function waitZoom(p, z) {
+  await p.waitForFunction((z) => document.querySelector('#map').dataset.zoom === String(z), z);
+  return ds(p);
+}
+
+/** The middle of the cell holding guest byte `g`, in page coordinates (it must be on show). */
+async function cellPoint(p, g) {
+  const d = await ds(p);
+  const i = Math.floor((g - Number(d.start)) / Number(d.cellBytes));
+  assert.ok(i >= 0 && i < Number(d.cells), `guest ${g} is in the window ${JSON.stringify(d)}`);
+  const box = await p.locator('#map').boundingBox();
+  const px = Number(d.cellPx);
+  return { x: box.x + (i % d.cols) * px + px / 2, y: box.y + Math.floor(i / d.cols) * px + px / 2 };
+}
+
+test('zoom, pan, keyboard cursor and pinned details on a 32 GiB qcow2', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  await p.goto(server.url);
+  await p.setInputFiles('#file-input', join(dir, 'big.qcow2'));
+  await p.waitForSelector('#view[data-ready="true"]');
+  let d = await ds(p);
+  assert.equal(Number(d.cellBytes), 2 * CS, 'more clusters than cells: two a cell');
+  assert.equal(Number(d.zoom), 0);
+  const heightBefore = await p.$eval('#legend', (l) => l.getBoundingClientRect().top);
+
+  // Button: half the disk, one cluster a cell, the written cluster's half.
+  await p.focus('#map');
+  for (let i = 0; i < 20; i++) await p.keyboard.press('ArrowDown'); // move the cursor down the disk
+  await p.click('#map-zoom-in');
+  d = await waitZoom(p, 1);
+  assert.equal(Number(d.cellBytes), CS);
+  assert.equal(Number(d.cells) * CS, 16 * GiB);
+  assert.match(await p.textContent('#map-window'), /16 GiB, 50 % of the disk/);
+  assert.equal(await p.$eval('#legend', (l) => l.getBoundingClientRect().top), heightBefore, 'the legend does not move');
+
+  // Wheel over the written cluster zooms around it.
+  await p.evaluate(() => document.querySelector('#map-zoom-reset').click());
+  d = await waitZoom(p, 0);
+  const far = await cellPoint(p, AT);
+  await p.mouse.move(far.x, far.y);
+  await p.mouse.wheel(0, -100);
+  d = await waitZoom(p, 1);
+  assert.ok(Number(d.start) <= AT && AT < Number(d.start) + Number(d.cells) * CS, 'the pointed cluster stays on show');
+
+  // Another panel points at the cluster: the cursor goes there; '+' zooms in around it
+  // until a cell is 8 px (4,096 clusters on show).
+  await p.evaluate((at) => document.dispatchEvent(new CustomEvent('diskscope:show-guest', { detail: { start: at, length: 65536, label: 'test' } })), AT);
+  await p.waitForFunction((at) => document.querySelector('#map').dataset.marked === `${at}+65536`, AT);
+  for (let z = 2; z <= 7; z++) {
+    await p.keyboard.press('+');
+    d = await waitZoom(p, z);
+  }
+  assert.equal(Number(d.cells), 4096);
+  assert.ok(Number(d.cellPx) >= 8, JSON.stringify(d));
+  const pt = await cellPoint(p, AT);
+  await p.mouse.move(pt.x, pt.y);
+  await p.waitForFunction(() => /stored in big\.qcow2/.test(document.querySelector('#hover').textContent));
+  assert.match(await p.textContent('#hover'), new RegExp(`at byte ${hostOffset.toLocaleString('en-US')} `));
+
+  // Click pins the details; its button asks the hex view for the cluster's bytes.
+  await p.evaluate(() => {
+    window.shown = [];
+    document.addEventListener('diskscope:show-bytes', (e) => window.shown.push(e.detail));
+  });
+  await p.mouse.click(pt.x, pt.y);
+  await p.waitForSelector('#map-details:not([hidden]) .show-bytes');
+  assert.match(await p.textContent('#map-details-title'), new RegExp(`Guest 0x${AT.toString(16)}–`));
+  await p.click('#map-details .show-bytes');
+  const shown = await p.evaluate(() => window.shown);
+  assert.deepEqual(shown.map((s) => [s.file, s.offset, s.length]), [['big.qcow2', hostOffset, 4096]]);
+  await p.focus('#map');
+  await p.keyboard.press('Escape');
+  assert.equal(await p.isHidden('#map-details'), true);
+
+  // Drag: pulling the map up by three rows shows three rows further on; no click.
+  d = await ds(p);
+  const before = Number(d.start);
+  const box = await p.locator('#map').boundingBox();
+  const px = Number(d.cellPx);
+  await p.mouse.move(box.x + 50, box.y + 10 * px + 2);
+  await p.mouse.down();
+  await p.mouse.move(box.x + 50, box.y + 8 * px + 2, { steps: 4 });
+  await p.mouse.move(box.x + 50, box.y + 7 * px + 2, { steps: 2 });
+  await p.mouse.up();
+  await p.waitForFunction((s) => Number(document.querySelector('#map').dataset.start) !== s, before);
+  d = await ds(p);
+  assert.equal(Number(d.start), before + 3 * Number(d.cols) * CS);
+  assert.equal(await p.isHidden('#map-details'), true, 'a drag is not a click');
+
+  // Keys: PageDown pans by a window, '-' and '0' zoom out.
+  await p.focus('#map');
+  const start7 = Number(d.start);
+  await p.keyboard.press('PageDown');
+  await p.waitForFunction((s) => Number(document.querySelector('#map').dataset.start) !== s, start7);
+  d = await ds(p);
+  assert.equal(Number(d.start), start7 + 4096 * CS);
+  await p.keyboard.press('-');
+  await waitZoom(p, 6);
+  await p.keyboard.press('0');
+  await waitZoom(p, 0);
+
+  // Zoomed in elsewhere, a range pointed at by another panel brings the window to it.
+  await p.click('#map-zoom-in');
+  await waitZoom(p, 1);
+  await p.evaluate((at) => document.dispatchEvent(new CustomEvent('diskscope:show-guest', { detail: { start: at, length: 65536, label: 'test' } })), 30 * GiB);
+  await p.waitForFunction((at) => document.querySelector('#map').dataset.marked === `${at}+65536`, 30 * GiB);
+  await p.waitForFunction((at) => {
+    const m = document.querySelector('#map').dataset;
+    return Number(m.start) <= at && at < Number(m.start) + Number(m.cells) * Number(m.cellBytes);
+  }, 30 * GiB);
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
+
+test('a layer alone: the qcow2 demo without its backing file', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  await p.goto(`${server.url}#demo=qcow2`);
+  await p.waitForSelector('#view[data-ready="true"][data-demo="qcow2"]');
+  const legend = () => p.$$eval('#legend li', (li) => Object.fromEntries(li.map((x) => [x.dataset.class, Number(x.dataset.bytes)])));
+  const merged = await legend();
+  assert.ok(merged['backing-1'] > 0);
+  await p.selectOption('#map-layer', '0');
+  await p.waitForFunction(() => /alone/.test(document.querySelector('#map-window').textContent));
+  const alone = await legend();
+  assert.equal(alone['backing-1'], undefined, 'nothing comes from the backing file');
+  assert.equal(alone.unallocated, merged.unallocated + merged['backing-1']);
+  assert.equal(alone.data, merged.data);
+  await p.selectOption('#map-layer', '1');
+  await p.waitForFunction(() => /base\.raw alone/.test(document.querySelector('#map-window').textContent));
+  const base = await legend();
+  assert.equal(base.data, 3 * 1024 * 1024, 'the raw file is all data');
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
