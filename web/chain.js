@@ -37,7 +37,7 @@ function node(l, i) {
 }
 
 function link(label, kind = '') {
-  return el('li', { class: `link ${kind}`, 'aria-hidden': 'true' }, el('span', { class: 'arrow' }), el('span', { class: 'link-label' }, label));
+  return el('li', { class: `chain-link ${kind}`, 'aria-hidden': 'true' }, el('span', { class: 'arrow' }), el('span', { class: 'link-label' }, label));
 }
 
 export function render(o, layers) {

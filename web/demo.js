@@ -46,9 +46,9 @@ async function loadGallery() {
     const demos = await ctx.client.call({ type: 'demos' });
     list.replaceChildren(
       ...demos.map((d) =>
-        el('li', { class: 'demo-item' },
-          el('a', { href: `#demo=${d.name}`, class: 'demo-link', dataset: { demo: d.name } }, d.title),
-          el('span', { class: 'muted small' }, d.about),
+        el('li', { class: 'demo-item', title: d.about },
+          el('a', { href: `#demo=${d.name}`, class: 'demo-link', dataset: { demo: d.name } }, d.name),
+          el('span', { class: 'muted small' }, d.title),
         ),
       ),
     );
