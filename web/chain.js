@@ -101,7 +101,9 @@ export function render(o, layers) {
     }
   }
   box.hidden = !box.childNodes.length;
-  const unused = o.files.filter((f) => f.role === 'not-an-image' || f.role === 'image');
+  // A companion file the chain reads (an add-cow's image file, a raw-cow's data) is used.
+  const companionsFound = new Set(layers.flatMap((l) => (l.companions || []).filter((c) => c.found).map((c) => baseName(c.found))));
+  const unused = o.files.filter((f) => (f.role === 'not-an-image' || f.role === 'image') && !companionsFound.has(baseName(f.name)));
   $('unused').hidden = !unused.length;
   $('unused').textContent = unused.length
     ? `Not used by this image: ${unused.map((f) => `${f.name} (${f.role === 'image' ? 'another image' : 'not a disk image'})`).join(', ')}.`

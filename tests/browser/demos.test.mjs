@@ -32,6 +32,7 @@ async function openDemo(p, base, name) {
     chainBreak: await p.$eval('#chain', (c) => c.dataset.break),
     legend: await p.$$eval('#legend li', (li) => Object.fromEntries(li.map((x) => [x.dataset.class, Number(x.dataset.bytes)]))),
     severities: await p.$$eval('#warnings-list [data-severity]', (w) => w.map((x) => x.dataset.severity)),
+    unused: await p.$eval('#unused', (u) => (u.hidden ? '' : u.textContent)),
     warningsHidden: await p.$eval('#warnings', (w) => w.hidden),
   };
 }
@@ -55,6 +56,7 @@ test('the gallery lists a demo of every format, and each opens whole', async () 
     const total = Object.values(r.legend).reduce((a, x) => a + x, 0);
     assert.ok(data > 0 && data < total, `${name}: some data, not only data: ${JSON.stringify(r.legend)}`);
     assert.ok(!r.severities.some((s) => s === 'corruption' || s === 'warning'), `${name}: warnings ${r.severities}`);
+    assert.equal(r.unused, '', `${name}: every file of the sample is used`);
   }
   // Choosing from the gallery itself: a link, by keyboard.
   await p.goto(server.url);
