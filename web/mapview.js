@@ -619,7 +619,43 @@ function fillDetails(want, r) {
     return item;
   });
   if (r.more) rows.push(el('li', { class: 'muted' }, `…and ${r.more} more runs in this cell; zoom in to see them one by one`));
-  $('map-details-body').replaceChildren(el('ul', { class: 'details-runs' }, ...rows));
+  const meta = el('div', { class: 'details-meta' });
+  $('map-details-body').replaceChildren(el('ul', { class: 'details-runs' }, ...rows), meta);
+  positionDetails();
+  loadFields(want, r, meta);
+}
+
+/** The metadata behind the cell's first runs: table entries, bitmap bits, versions. */
+async function loadFields(want, r, box) {
+  const seen = new Set();
+  const items = [];
+  for (const e of r.entries.slice(0, 3)) {
+    // The layer that decided where these bytes come from: the one that holds them, or the top.
+    const depth = e.present ? e.depth : 0;
+    if (e.missing) continue;
+    try {
+      const fields = await ctx.client.call({ type: 'fields', guest: e.start, depth, layer: view.layer ?? undefined });
+      if (!view.pinned || view.pinned.start !== want.start) return;
+      const file = view.layer !== null ? win().layers[0] : win().layers[depth];
+      for (const f of fields) {
+        const key = `${file}:${f.offset}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        items.push(el('li', { dataset: { field: f.name } },
+          el('span', { class: 'mono' }, f.name), ` of ${file}: ${f.value} `,
+          el('button', {
+            type: 'button',
+            class: 'btn small show-field',
+            title: f.note,
+            onclick: () => document.dispatchEvent(new CustomEvent('diskscope:show-bytes', { detail: { file, offset: f.offset, length: Math.max(1, f.size), label: `${f.name} of ${file}` } })),
+          }, `Bytes at ${hex(f.offset)}`),
+        ));
+      }
+    } catch {
+      // The metadata is an extra: the runs above already say where the bytes are.
+    }
+  }
+  if (items.length) box.replaceChildren(el('p', { class: 'details-sub' }, 'Metadata'), el('ul', { class: 'details-runs' }, ...items));
   positionDetails();
 }
 

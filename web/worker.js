@@ -28,6 +28,7 @@
 //                                                   at most BYTES_MAX; the hex view's slices
 //     {type: 'hostdata', id, max}                  host ranges of guest data per layer (Float64Array)
 //     {type: 'report', id}                          the whole inspection as `diskscope report --json` prints it
+//     {type: 'fields', id, guest, depth, layer?}    the metadata mapping `guest` in layer `depth` (entry, bitmap bit, version)
 //     {type: 'demos', id}                           the demo samples: [{name, title, about}]
 //     {type: 'demo', id, name}                      a demo's files, written by the core: {name, title, about, files: File[]}
 //   worker -> page
@@ -144,6 +145,8 @@ async function handle(msg) {
     }
     case 'report':
       return { value: wasm_bindgen.report_json() };
+    case 'fields':
+      return { value: wasm_bindgen.cluster_fields(msg.guest, msg.depth || 0, msg.layer ?? undefined) };
     case 'demos':
       return { value: wasm_bindgen.demos() };
     case 'demo': {

@@ -5,6 +5,7 @@
 // those bytes; a finding's guest range is pointed at; one layer can be shown alone.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { browser, page, requireBuild, serve, sh, tmp } from './helpers.mjs';
 
@@ -104,6 +105,14 @@ test('zoom, pan, keyboard cursor and pinned details on a 32 GiB qcow2', async ()
   await p.click('#map-details .show-bytes');
   const shown = await p.evaluate(() => window.shown);
   assert.deepEqual(shown.map((s) => [s.file, s.offset, s.length]), [['big.qcow2', hostOffset, 4096]]);
+  // Its metadata: the cluster's L2 entry, whose bytes in the file point at the data.
+  await p.waitForSelector('#map-details [data-field^="L2 entry"] .show-field');
+  assert.match(await p.textContent('#map-details [data-field^="L2 entry"]'), new RegExp(`data at byte ${hostOffset} of the file`));
+  await p.click('#map-details [data-field^="L2 entry"] .show-field');
+  const entry = (await p.evaluate(() => window.shown)).at(-1);
+  assert.equal(entry.length, 8);
+  const raw = readFileSync(join(dir, 'big.qcow2')).subarray(entry.offset, entry.offset + 8);
+  assert.equal(Number(raw.readBigUInt64BE() & 0x00fffffffffffe00n), hostOffset, 'the entry holds the host offset');
   await p.focus('#map');
   await p.keyboard.press('Escape');
   assert.equal(await p.isHidden('#map-details'), true);

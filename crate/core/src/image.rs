@@ -51,6 +51,14 @@ pub trait Image {
         Vec::new()
     }
 
+    /// The metadata that maps guest byte `guest` in this layer (its table entry, its bitmap
+    /// bit, its version), each as a field with the offset it stands at in file 0, for the
+    /// page's cell details. Empty for formats that do not describe it.
+    fn cluster_fields(&self, guest: u64) -> Result<Vec<Field>> {
+        let _ = guest;
+        Ok(Vec::new())
+    }
+
     /// A full consistency check, as thorough as the format's own tool's.
     fn check(&self) -> Result<CheckResult>;
 

@@ -585,6 +585,19 @@ pub fn lookup(start: f64, length: f64, limit: u32, layer: Option<u32>) -> Result
     })
 }
 
+/// The metadata that maps guest byte `guest` in layer `depth` of the mapped chain (its
+/// table entry, bitmap bit, version): `[{name, offset, size, raw, value, note}]`, offsets
+/// in that layer's file.
+#[wasm_bindgen]
+pub fn cluster_fields(guest: f64, depth: u32, layer: Option<u32>) -> Result<JsValue, JsValue> {
+    with_session(|session| {
+        let s = &session.map_chain(layer)?;
+        let Some(l) = s.layers.get(depth as usize) else { return ok_js(&Vec::<diskscope_core::Field>::new()) };
+        let fields = l.image.cluster_fields(guest.max(0.0) as u64).map_err(js_error)?;
+        ok_js(&fields)
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // Export
 

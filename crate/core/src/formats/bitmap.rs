@@ -72,6 +72,29 @@ impl CowBitmap {
         Ok(())
     }
 
+    /// The bitmap byte holding guest byte `guest`'s bit, as a field saying what the bit
+    /// means (`set`: where a set bit sends the read; `clear`: where a clear one does).
+    pub fn field(&self, file: &dyn ReadAt, guest: u64, set: &str, clear: &str) -> Result<Option<crate::model::Field>> {
+        let bit = guest / self.granule;
+        if bit >= self.bits {
+            return Ok(None);
+        }
+        let at = self.offset + bit / 8;
+        let mut b = [0u8; 1];
+        if at < file.size() {
+            read_clipped(file, at, &mut b)?;
+        }
+        let on = b[0] >> (bit % 8) & 1 == 1;
+        Ok(Some(crate::model::Field {
+            name: alloc::format!("bitmap bit {}", bit),
+            offset: at,
+            size: 1,
+            raw: b.to_vec(),
+            value: alloc::format!("{}: {}", if on { "set" } else { "clear" }, if on { set } else { clear }),
+            note: alloc::format!("bit {} of this byte (least significant first); one bit per {} guest bytes", bit % 8, self.granule),
+        }))
+    }
+
     /// Bits set among the meaningful bits, and whether any bit past them is set
     /// (in the last byte: the only place such bits can be without being outside the bitmap).
     pub fn count(&self, file: &dyn ReadAt) -> Result<(u64, bool)> {

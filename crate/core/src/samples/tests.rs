@@ -89,3 +89,41 @@ fn a_zoomed_window_has_the_whole_maps_cells_there() {
         assert_eq!(half.totals, w.totals, "{}", d.name);
     }
 }
+
+#[test]
+fn cluster_fields_agree_with_the_map() {
+    let mut described = Vec::new();
+    for d in all() {
+        let chain = (d.build)().open().unwrap();
+        let top = chain.top();
+        let mut ext = Vec::new();
+        top.map(0, chain.virtual_size(), &mut ext).unwrap();
+        for e in &ext {
+            let fields = top.cluster_fields(e.start).unwrap();
+            if fields.is_empty() {
+                continue;
+            }
+            let text = fields.iter().map(|f| f.value.as_str()).collect::<Vec<_>>().join("; ");
+            match e.kind {
+                crate::model::Kind::Unallocated => assert!(
+                    text.contains("clear") || text.contains("unallocated") || text.contains("never written") || text.contains("no L2 table"),
+                    "{} at {}: {}", d.name, e.start, text
+                ),
+                crate::model::Kind::Compressed { .. } => assert!(text.starts_with("compressed: "), "{}: {}", d.name, text),
+                crate::model::Kind::Data { .. } => assert!(text.starts_with("set") || text.starts_with("data at byte") || text.contains("data block"), "{} at {}: {}", d.name, e.start, text),
+                _ => {}
+            }
+            // Each field's bytes are the file's bytes at its offset.
+            let file = top.file(0).unwrap();
+            for f in &fields {
+                let mut b = vec![0u8; f.raw.len()];
+                file.read_at(f.offset, &mut b).unwrap();
+                assert_eq!(b, f.raw, "{} {}", d.name, f.name);
+            }
+            described.push(d.name);
+        }
+    }
+    for f in ["qcow2", "gow", "cow", "add-cow"] {
+        assert!(described.contains(&f), "{} describes its clusters", f);
+    }
+}

@@ -165,6 +165,10 @@ impl AddCow {
 }
 
 impl Image for AddCow {
+    fn cluster_fields(&self, guest: u64) -> Result<Vec<Field>> {
+        let f = self.bitmap.field(&*self.file, guest, "the cluster is read from the image file", "the cluster is read from the backing file (zeros without one)")?;
+        Ok(f.into_iter().collect())
+    }
 
     fn info(&self) -> &ImageInfo {
         &self.info

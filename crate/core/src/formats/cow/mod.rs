@@ -152,6 +152,10 @@ impl Cow {
 }
 
 impl Image for Cow {
+    fn cluster_fields(&self, guest: u64) -> Result<Vec<Field>> {
+        let here = if self.layout.raw_cow() { "the sector is read from the raw file, at the same offset" } else { "the sector is stored in this file's data area" };
+        Ok(self.bitmap.field(&*self.file, guest, here, "the sector is read from the backing file (zeros without one)")?.into_iter().collect())
+    }
 
     fn info(&self) -> &ImageInfo {
         &self.info

@@ -243,6 +243,19 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 impl Image for Gow {
+    fn cluster_fields(&self, guest: u64) -> Result<Vec<Field>> {
+        let i = guest / BLOCK;
+        let Some(&e) = self.map.get(i as usize) else { return Ok(Vec::new()) };
+        let meaning = match self.data_offset(e) {
+            None => String::from("0: never written, reads as zeros"),
+            Some(at) => format!("{}: data block {}, at byte {} of the file", e, e - 1, at),
+        };
+        let mut out = alloc::vec![Field { name: format!("map entry {}", i), offset: self.geo.entry_at(i), size: 4, raw: e.to_le_bytes().to_vec(), value: meaning, note: String::from("the logical block's entry in the map (0 = not written, k = data block k-1)") }];
+        if let Some(&v) = self.versions.get(i as usize) {
+            out.push(Field { name: format!("version entry {}", i), offset: self.geo.version_at(i), size: 4, raw: v.to_le_bytes().to_vec(), value: format!("{}", v), note: String::from("the session that last wrote this block (0: never)") });
+        }
+        Ok(out)
+    }
     fn info(&self) -> &ImageInfo {
         &self.info
     }

@@ -628,6 +628,28 @@ pub(crate) struct BitmapEntry {
 }
 
 impl Image for Qcow2 {
+    fn cluster_fields(&self, guest: u64) -> Result<Vec<Field>> {
+        let cs = guest / self.cluster * self.cluster;
+        let (e, bm, at) = self.entry_for(cs)?;
+        if at == 0 {
+            return Ok(alloc::vec![Field { name: format!("L1 entry {}", cs / self.l2_cover()), offset: self.l1_offset + cs / self.l2_cover() * 8, size: 8, raw: alloc::vec![0; 8], value: String::from("0: no L2 table, the whole range is unallocated"), note: String::new() }]);
+        }
+        let meaning = match self.classify(e, cs) {
+            Cls::Compressed(_) => {
+                let (off, len) = self.compressed_range(e);
+                format!("compressed: {} bytes of compressed data at byte {} of the file", len, off)
+            }
+            Cls::Data(h) => format!("data at byte {} of the {}", h, if self.has_data_file() { "data file" } else { "file" }),
+            Cls::Zero | Cls::ZeroAt(_) => String::from("reads as zeros (zero flag)"),
+            Cls::Unalloc | Cls::UnallocAt(_) => String::from("unallocated: read from the backing file (zeros without one)"),
+            Cls::Invalid => String::from("invalid"),
+        };
+        let mut raw = e.to_be_bytes().to_vec();
+        if self.eb == 16 {
+            raw.extend_from_slice(&bm.to_be_bytes());
+        }
+        Ok(alloc::vec![Field { name: format!("L2 entry {}", cs / self.cluster), offset: at, size: self.eb, raw, value: meaning, note: String::from("the guest cluster's entry in its L2 table") }])
+    }
     fn info(&self) -> &ImageInfo {
         &self.info
     }
