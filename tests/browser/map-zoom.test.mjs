@@ -90,8 +90,10 @@ test('zoom, pan, keyboard cursor and pinned details on a 32 GiB qcow2', async ()
   assert.equal(Number(d.cells), 4096);
   assert.ok(Number(d.cellPx) >= 8, JSON.stringify(d));
   const pt = await cellPoint(p, AT);
+  const legendTop = await p.$eval('#legend', (l) => l.getBoundingClientRect().top);
   await p.mouse.move(pt.x, pt.y);
   await p.waitForFunction(() => /stored in big\.qcow2/.test(document.querySelector('#hover').textContent));
+  assert.equal(await p.$eval('#legend', (l) => l.getBoundingClientRect().top), legendTop, 'hovering does not move the legend');
   assert.match(await p.textContent('#hover'), new RegExp(`at byte ${hostOffset.toLocaleString('en-US')} `));
 
   // Click pins the details; its button asks the hex view for the cluster's bytes.

@@ -110,7 +110,7 @@ fn cluster_fields_agree_with_the_map() {
                     "{} at {}: {}", d.name, e.start, text
                 ),
                 crate::model::Kind::Compressed { .. } => assert!(text.starts_with("compressed: "), "{}: {}", d.name, text),
-                crate::model::Kind::Data { .. } => assert!(text.starts_with("set") || text.starts_with("data at byte") || text.contains("data block"), "{} at {}: {}", d.name, e.start, text),
+                crate::model::Kind::Data { .. } => assert!(text.starts_with("set") || text.contains("; set: ") || text.starts_with("data at byte") || text.contains("data block"), "{} at {}: {}", d.name, e.start, text),
                 _ => {}
             }
             // Each field's bytes are the file's bytes at its offset.
@@ -123,7 +123,7 @@ fn cluster_fields_agree_with_the_map() {
             described.push(d.name);
         }
     }
-    for f in ["qcow2", "gow", "cow", "add-cow"] {
+    for f in ["qcow2", "qed", "gow", "cow", "add-cow", "vpc", "vdi"] {
         assert!(described.contains(&f), "{} describes its clusters", f);
     }
 }

@@ -174,6 +174,25 @@ impl Qed {
 }
 
 impl Image for Qed {
+    fn cluster_fields(&self, guest: u64) -> Result<Vec<Field>> {
+        let cover = self.l2_cover();
+        let i = guest / cover;
+        let Some(&l2) = self.l1.get(i as usize) else { return Ok(Vec::new()) };
+        let l1_at = self.header.l1_table_offset.get() + i * 8;
+        if l2 == 0 || !self.valid_table(l2) {
+            let value = if l2 == 0 { String::from("0: no L2 table, the range reads from the backing file (zeros without one)") } else { format!("{}: not a table inside the file", l2) };
+            return Ok(alloc::vec![Field { name: format!("L1 entry {}", i), offset: l1_at, size: 8, raw: l2.to_le_bytes().to_vec(), value, note: String::new() }]);
+        }
+        let k = guest % cover / self.cluster;
+        let e = self.read_table(l2, k, 1, "L2 table")?.first().copied().unwrap_or(0);
+        let value = match e {
+            0 => String::from("0: unallocated, read from the backing file (zeros without one)"),
+            ZERO_CLUSTER => String::from("1: reads as zeros"),
+            e if self.valid_cluster(e) => format!("data at byte {} of the file", e),
+            e => format!("{}: invalid, outside the file", e),
+        };
+        Ok(alloc::vec![Field { name: format!("L2 entry {}", guest / self.cluster), offset: l2 + k * 8, size: 8, raw: e.to_le_bytes().to_vec(), value, note: String::from("the guest cluster's entry in its L2 table") }])
+    }
     fn info(&self) -> &ImageInfo {
         &self.info
     }

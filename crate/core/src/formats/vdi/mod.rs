@@ -146,6 +146,19 @@ impl Vdi {
 }
 
 impl Image for Vdi {
+    fn cluster_fields(&self, guest: u64) -> Result<Vec<Field>> {
+        let i = guest / self.block;
+        let Some(&e) = self.bmap.get(i as usize) else { return Ok(Vec::new()) };
+        let value = match e {
+            UNALLOCATED => format!("{:#x}: never written ({})", e, if self.has_parent { "read from the parent" } else { "reads as zeros" }),
+            DISCARDED => format!("{:#x}: discarded, reads as zeros", e),
+            e => match self.block_offset(e) {
+                Some(off) => format!("data block {}, at byte {} of the file", e, off),
+                None => format!("{}: invalid", e),
+            },
+        };
+        Ok(alloc::vec![Field { name: format!("block map entry {}", i), offset: self.entry_at(i), size: 4, raw: e.to_le_bytes().to_vec(), value, note: String::from("the block's entry in the block map") }])
+    }
     fn info(&self) -> &ImageInfo {
         &self.info
     }

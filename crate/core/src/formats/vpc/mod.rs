@@ -304,6 +304,37 @@ fn parent_name(h: &DynHeader, locs: &[Locator]) -> BackingRef {
 }
 
 impl Image for Vpc {
+    fn cluster_fields(&self, guest: u64) -> Result<Vec<Field>> {
+        if self.variant == Variant::Fixed || guest >= self.info.virtual_size {
+            return Ok(Vec::new());
+        }
+        let i = guest / self.block;
+        let entry = self.bat.get(i as usize).copied().unwrap_or(u32::MAX);
+        let mut out = alloc::vec![Field {
+            name: format!("BAT entry {}", i),
+            offset: self.entry_at(i),
+            size: 4,
+            raw: entry.to_be_bytes().to_vec(),
+            value: if entry == u32::MAX { String::from("0xffffffff: the block is not allocated") } else { format!("sector {}: the block's bitmap is at byte {}", entry, entry as u64 * 512) },
+            note: String::from("the block's entry in the block allocation table"),
+        }];
+        if let Some(bm) = self.block_at(i) {
+            let s = guest % self.block / 512;
+            let mut b = [0u8; 1];
+            read_clipped(&*self.file, bm + s / 8, &mut b)?;
+            let set = b[0] >> (7 - s % 8) & 1 == 1;
+            let clear = if self.variant == Variant::Differencing { "read from the parent" } else { "reads as zeros" };
+            out.push(Field {
+                name: format!("sector bitmap bit {}", s),
+                offset: bm + s / 8,
+                size: 1,
+                raw: b.to_vec(),
+                value: format!("{}: the sector {}", if set { "set" } else { "clear" }, if set { "is stored in the block" } else { clear }),
+                note: format!("bit {} of this byte (most significant first), one bit per 512-byte sector of block {}", s % 8, i),
+            });
+        }
+        Ok(out)
+    }
     fn info(&self) -> &ImageInfo {
         &self.info
     }
