@@ -1,59 +1,98 @@
 #!/usr/bin/env bash
-# A short coverage-guided fuzzing pass over every target in fuzz/ (libFuzzer through
-# libfuzzer-sys), from a seed corpus of images made by qemu-img plus every saved
-# regression input. A crash, hang or blow-up fails the run and leaves the input in
-# fuzz/artifacts/. Built with the coverage flags cargo-fuzz would pass, so CI needs no
-# cargo-fuzz install (for long local runs, `cargo fuzz run -s none T` works too).
+# Coverage-guided fuzzing (libFuzzer through libfuzzer-sys) over every target in fuzz/:
+# one per format (fmt_*: that driver forced on any bytes, with companion files), `inspect`
+# (probe or any driver), `chain` (several files: backing chains, loops, identities) and
+# `codec` (decompression). Seeds: images qemu-img makes, images the core's tests build
+# (their fuzz_seeds tests), and every saved regression input. A crash, hang or blow-up
+# fails the run and leaves the input in fuzz/artifacts/TARGET/. Built with the coverage
+# flags cargo-fuzz passes, so CI needs no cargo-fuzz install.
 #
-#   scripts/fuzz.sh            the CI pass: a fixed seed and a fixed number of runs per
-#                              target from a fresh corpus, so it passes or fails the same
-#                              way every time (SECONDS only caps a slow machine)
-#   scripts/fuzz.sh 600 long   explore: 600 s a target, random seed, corpus kept in
-#                              target/fuzz-work between runs
+#   scripts/fuzz.sh                 the CI pass: fixed seed and fixed runs per target from
+#                                   a fresh corpus, so it passes or fails the same way every
+#                                   time (a time cap per target only stops a slow machine)
+#   scripts/fuzz.sh long 600 [T..]  explore: 600 s a target, random seed, corpus kept in
+#                                   target/fuzz-work/corpus-T between runs; prints cov/ft
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-seconds="${1:-90}"
-mode="${2:-ci}"
+mode="${1:-ci}"
+seconds="${2:-600}"
 work="${FUZZ_WORK:-$PWD/target/fuzz-work}"
-targets=(inspect chain codec)
+formats=(vpc qed qcow2 qcow cow rawcow addcow gow fvd vdi vhdx parallels vmdk)
+targets=(inspect chain codec "${formats[@]/#/fmt_}")
+[ $# -gt 2 ] && targets=("${@:3}")
 
-export CARGO_TARGET_DIR="$PWD/target/fuzz"
+# Seeds the core's tests build (before CARGO_TARGET_DIR points at the fuzz build, so the
+# test build `npm test` just made is reused).
+seeds="$work/seeds"
+if [ ! -d "$seeds" ]; then
+    rm -rf "$seeds.tmp" && mkdir -p "$seeds.tmp"
+    DISKSCOPE_FUZZ_SEEDS="$seeds.tmp" cargo test -q -p diskscope-core --lib fuzz_seeds >/dev/null
+    q="$seeds.tmp/qemu" && mkdir -p "$q"
+    for f in qed qcow2 qcow vmdk vpc vdi parallels; do
+        qemu-img create -q -f "$f" "$q/s.$f" 1M 2>/dev/null || continue
+        qemu-io -f "$f" -c 'write -P 7 4k 8k' -c 'write -P 9 512k 4k' "$q/s.$f" >/dev/null 2>&1 || true
+        mkdir -p "$seeds.tmp/fmt_$f" && cp "$q/s.$f" "$seeds.tmp/fmt_$f/"
+    done
+    # Compressed clusters, a stream-optimized VMDK, and an overlay over a backing file
+    # named "b" (the second file of a chain input, see exercise.rs).
+    qemu-img convert -q -c -O qcow2 "$q/s.qcow2" "$seeds.tmp/fmt_qcow2/compressed" 2>/dev/null || true
+    qemu-img convert -q -O vmdk -o subformat=streamOptimized "$q/s.qcow2" "$seeds.tmp/fmt_vmdk/stream" 2>/dev/null || true
+    head -c 65536 /dev/zero | tr '\0' '\5' >"$q/b"
+    for f in qcow2 qed; do
+        (cd "$q" && qemu-img create -q -f "$f" -b b -F raw "over.$f" 64K 2>/dev/null \
+            && qemu-io -f "$f" -c 'write -P 3 0 4k' "over.$f" >/dev/null 2>&1 \
+            && printf '\n--\n' | cat "over.$f" - b >"../fmt_$f/over-b") || true
+    done
+    mkdir -p "$seeds.tmp/inspect" "$seeds.tmp/chain"
+    for s in "$seeds.tmp"/fmt_*/*; do
+        # inspect's first byte picks the probe (0) or a driver; chain probes the first file.
+        printf '\0' | cat - "$s" >"$seeds.tmp/inspect/$(basename "$(dirname "$s")")-$(basename "$s")"
+        cp "$s" "$seeds.tmp/chain/$(basename "$(dirname "$s")")-$(basename "$s")"
+    done
+    rm -rf "$q"
+    mv "$seeds.tmp" "$seeds"
+fi
+
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target/fuzz}"
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
  -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 # An explicit --target keeps these flags off build scripts, as cargo-fuzz does.
 host=$(rustc -vV | sed -n 's/^host: //p')
-(cd fuzz && cargo build --release --bins --target "$host")
+(cd fuzz && cargo build -q --release --bins --target "$host")
 bin="$CARGO_TARGET_DIR/$host/release"
-
-# Seeds: small images of every format qemu-img makes, and the saved regressions.
-seeds="$work/seeds"
-if [ ! -d "$seeds" ]; then
-    mkdir -p "$seeds.tmp"
-    for f in qed qcow2 qcow vmdk vpc vhdx vdi parallels; do
-        qemu-img create -q -f "$f" "$seeds.tmp/s.$f" 1M 2>/dev/null || continue
-        qemu-io -f "$f" -c 'write -P 7 4k 8k' -c 'write -P 9 512k 4k' "$seeds.tmp/s.$f" >/dev/null 2>&1 || true
-    done
-    mv "$seeds.tmp" "$seeds"
-fi
 
 for t in "${targets[@]}"; do
     corpus="$work/corpus-$t"
-    limits=(-max_total_time="$seconds")
     if [ "$mode" = ci ]; then
         rm -rf "$corpus"
-        case "$t" in codec) runs=200000 ;; chain) runs=6000 ;; *) runs=20000 ;; esac
-        limits+=(-seed=1 -runs="$runs")
+        # Runs sized so each target takes 2-12 s on an idle 2-core machine (the whole pass
+        # stays far under 5 minutes); the time cap only ends a slow machine's run early.
+        case "$t" in
+            codec) runs=100000 ;; chain | inspect) runs=4000 ;; fmt_vhdx) runs=1000 ;; *) runs=3000 ;;
+        esac
+        limits=(-seed=1 -runs="$runs" -max_total_time=14)
+    else
+        limits=(-max_total_time="$seconds")
     fi
     mkdir -p "$corpus" fuzz/artifacts/"$t"
     extra=()
-    [ -d "fuzz/regressions/$t" ] && extra+=("fuzz/regressions/$t")
-    [ "$t" = codec ] || extra+=("$seeds")
-    printf 'fuzz: %s (%s)\n' "$t" "${limits[*]}"
-    "$bin/$t" "${limits[@]}" -max_len=1100000 -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" "$corpus" "${extra[@]}" 2>&1 \
-        | grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE)|ERROR|SUMMARY|panicked|Test unit written' || true
+    for d in "fuzz/regressions/$t" "$seeds/$t"; do
+        [ -d "$d" ] && extra+=("$d")
+    done
+    printf 'fuzz: %-14s %s\n' "$t" "${limits[*]}"
+    start=$SECONDS
+    # VHDX's structures sit at MiB offsets (a small image is 5-7 MiB); VPC's and
+    # Parallels' qemu-img seeds are 2 MiB.
+    case "$t" in fmt_vhdx) max_len=8388608 ;; fmt_vpc | fmt_parallels | chain | inspect) max_len=2200000 ;; *) max_len=1100000 ;; esac
+    "$bin/$t" "${limits[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" "$corpus" "${extra[@]}" >"$work/log-$t" 2>&1 || true
+    # The last status line carries libFuzzer's coverage figures (cov: edges, ft: features).
+    last=$(grep -E '^#[0-9]+' "$work/log-$t" | tail -1 | sed -E 's/ +/ /g')
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log-$t")
+    printf 'fuzz: %-14s %3ss %8s runs | %s\n' "$t" $((SECONDS - start)) "${execs:-?}" "$last"
+    grep -E 'ERROR|SUMMARY|panicked|Test unit written' "$work/log-$t" || true
     if [ -n "$(ls -A fuzz/artifacts/"$t" 2>/dev/null)" ]; then
         echo "fuzz: $t found a failing input: fuzz/artifacts/$t/ (add it to fuzz/regressions/$t/ once fixed)" >&2
         exit 1

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each target uses one of these
 //! What each fuzz target does with its input, shared with the regression test
 //! (crate/core/tests/fuzz_regressions.rs) so every saved crash input is replayed by
 //! `cargo test`. Each function does everything the page and the CLI do with an image.
@@ -42,9 +43,27 @@ pub fn inspect(data: &[u8]) {
     }
 }
 
+/// One format's driver forced on the first file, the others (cut as `chain` cuts them) its
+/// possible companions: each format's parser gets its own corpus and its own plateau.
+pub fn format(name: &str, data: &[u8]) {
+    let files = split(data);
+    let (key, top) = files.get(0);
+    if let Ok(chain) = Chain::open(&key, top, Some(name), &files) {
+        exercise(&chain);
+    }
+}
+
 /// Up to four files cut at each "\n--\n", the first opened with the others as its possible
 /// backing, data and parent files: chains, companions, loops, identities.
 pub fn chain(data: &[u8]) {
+    let files = split(data);
+    let (name, top) = files.get(0);
+    if let Ok(chain) = Chain::open(&name, top, None, &files) {
+        exercise(&chain);
+    }
+}
+
+fn split(data: &[u8]) -> Files {
     let mut files: Vec<Vec<u8>> = Vec::new();
     let mut rest = data;
     while files.len() < 3 {
@@ -57,11 +76,7 @@ pub fn chain(data: &[u8]) {
         }
     }
     files.push(rest.to_vec());
-    let files = Files(files);
-    let (name, top) = files.get(0);
-    if let Ok(chain) = Chain::open(&name, top, None, &files) {
-        exercise(&chain);
-    }
+    Files(files)
 }
 
 /// Three bytes pick the codec and an output size from 1 byte to 2 MiB; the rest is input.
@@ -97,3 +112,21 @@ fn exercise(chain: &Chain) {
     let n = buf.len().min((size - mid) as usize);
     let _ = chain.read(mid, &mut buf[..n]);
 }
+
+/// The per-format targets (fuzz/fuzz_targets/fmt_*.rs) and the driver each forces, so the
+/// regression test replays every target's saved inputs through the same driver.
+pub const FORMAT_TARGETS: [(&str, &str); 13] = [
+    ("fmt_vpc", "vpc"),
+    ("fmt_qed", "qed"),
+    ("fmt_qcow2", "qcow2"),
+    ("fmt_qcow", "qcow"),
+    ("fmt_cow", "cow"),
+    ("fmt_rawcow", "raw-cow"),
+    ("fmt_addcow", "add-cow"),
+    ("fmt_gow", "gow"),
+    ("fmt_fvd", "fvd"),
+    ("fmt_vdi", "vdi"),
+    ("fmt_vhdx", "vhdx"),
+    ("fmt_parallels", "parallels"),
+    ("fmt_vmdk", "vmdk"),
+];

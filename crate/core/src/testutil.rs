@@ -23,3 +23,20 @@ impl Resolver for Files {
         self.0.get(name).map(|b| (String::from(name), Arc::new(MemFile(b.clone())) as Arc<dyn ReadAt>))
     }
 }
+
+/// Save an image the tests built as a seed for the fuzz targets (scripts/fuzz.sh sets
+/// DISKSCOPE_FUZZ_SEEDS): `files` are the top file then its companions, joined as the
+/// targets cut them (fuzz/fuzz_targets/exercise.rs). Without the variable nothing is written.
+pub fn fuzz_seed(target: &str, name: &str, files: &[&[u8]]) {
+    let Some(dir) = std::env::var_os("DISKSCOPE_FUZZ_SEEDS") else { return };
+    let dir = std::path::Path::new(&dir).join(target);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seed = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        if i > 0 {
+            seed.extend_from_slice(b"\n--\n");
+        }
+        seed.extend_from_slice(f);
+    }
+    std::fs::write(dir.join(name), seed).unwrap();
+}

@@ -5,7 +5,7 @@ mod exercise;
 
 use std::path::Path;
 
-fn replay(target: &str, run: fn(&[u8])) {
+fn replay(target: &str, run: impl Fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions").join(target);
     let Ok(entries) = std::fs::read_dir(&dir) else { return };
     for e in entries.flatten() {
@@ -29,4 +29,11 @@ fn chain_regressions() {
 #[test]
 fn codec_regressions() {
     replay("codec", exercise::codec);
+}
+
+#[test]
+fn format_regressions() {
+    for (target, format) in exercise::FORMAT_TARGETS {
+        replay(target, |data| exercise::format(format, data));
+    }
 }

@@ -149,3 +149,18 @@ fn damaged_headers_get_findings_or_clear_refusals() {
     let files = Files::new([("top.cow", h)]);
     assert!(matches!(open(&files), Err(crate::Error::Limit { .. })));
 }
+
+/// Small images of every layout open and check clean; each is also a fuzz seed.
+#[test]
+fn fuzz_seeds_open_and_check_clean() {
+    for (i, layout) in [Layout::Cow64, Layout::Cow32, Layout::RawCow64, Layout::RawCowPacked].into_iter().enumerate() {
+        let (files, expect) = build(layout, 64 * 512, Some(20 * 512), 7 + i as u64);
+        let chain = open(&files).unwrap();
+        assert_eq!(chain.virtual_size(), expect.len() as u64);
+        assert_eq!(chain.top().check().unwrap().corruptions, 0);
+        let target = if layout.raw_cow() { "fmt_rawcow" } else { "fmt_cow" };
+        let mut parts: Vec<&[u8]> = vec![&files.0["top.cow"]];
+        parts.extend(files.0.iter().filter(|(n, _)| *n != "top.cow").map(|(_, b)| &b[..]));
+        crate::testutil::fuzz_seed(target, &alloc::format!("{:?}", layout), &parts);
+    }
+}

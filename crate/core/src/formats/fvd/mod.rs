@@ -489,6 +489,12 @@ impl Fvd {
         let (mut c, last) = (a / chunk, (b - 1) / chunk);
         let mut buf = Vec::new();
         while c <= last {
+            if c >= t.readable {
+                // Past the stored table: one invalid run, not one step per chunk (a 12 TB
+                // disk over a short table took minutes; found by fuzzing, input kept).
+                f((c * chunk).max(a), b, Loc::Invalid(self.g.table_offset.saturating_add(4 * c)));
+                break;
+            }
             let wend = (c + TABLE_WINDOW).min(last + 1);
             let readable = wend.min(t.readable).max(c);
             buf.clear();
