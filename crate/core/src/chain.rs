@@ -6,7 +6,7 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
 use crate::error::{Error, Result};
 use crate::formats;
 use crate::image::{Image, OpenOptions};
-use crate::io::{CachedFile, ReadAt};
+use crate::io::{CachedFile, Metered, OpenBudget, ReadAt};
 use crate::limits;
 use crate::model::{Finding, Severity};
 
@@ -149,7 +149,10 @@ impl Chain {
             });
         }
         let resolver = &Nested { inner: resolver, depth, key: name };
-        let file: Arc<dyn ReadAt> = Arc::new(CachedFile::new(file));
+        let budget = alloc::rc::Rc::new(OpenBudget::default());
+        // Under the cache, so only reads that reach the file are charged.
+        let metered = |f: Arc<dyn ReadAt>| -> Arc<dyn ReadAt> { Arc::new(CachedFile::new(Arc::new(Metered::new(f, &budget)))) };
+        let file = metered(file);
         let top = formats::open(file, name, format, false, resolver, options)?;
         let mut layers = alloc::vec![Layer { name: String::from(name), image: top }];
         let mut broken = None;
@@ -165,7 +168,7 @@ impl Chain {
             let named = if backing.name.is_empty() { None } else { resolver.resolve(&backing.name, &by) };
             let found = named.or_else(|| {
                 let id = want.as_deref()?;
-                let hit = find_by_identity(resolver, &by, id, &layers)?;
+                let hit = find_by_identity(resolver, &by, id, &layers, &metered)?;
                 findings.push(note(&by, backing.offset, format!("the parent was found by its identity {} in '{}'", id, hit.0)));
                 Some(hit)
             });
@@ -180,7 +183,7 @@ impl Chain {
                 broken = Some(ChainBreak::Loop { name: backing.name, by, offset: backing.offset });
                 break;
             }
-            let f: Arc<dyn ReadAt> = Arc::new(CachedFile::new(f));
+            let f = metered(f);
             let below = OpenOptions { as_stored: options.as_stored, snapshot: None };
             match formats::open(f, &key, backing.format.as_deref(), true, resolver, &below) {
                 Ok(image) => {
@@ -202,6 +205,7 @@ impl Chain {
                 }
             }
         }
+        budget.finish();
         Ok(Chain { layers, broken, findings })
     }
 
@@ -219,10 +223,16 @@ fn note(by: &str, offset: u64, message: String) -> Finding {
 }
 
 /// The first candidate not already in the chain whose identity is `id`.
-fn find_by_identity(resolver: &dyn Resolver, by: &str, id: &str, layers: &[Layer]) -> Option<(String, Arc<dyn ReadAt>)> {
+fn find_by_identity(
+    resolver: &dyn Resolver,
+    by: &str,
+    id: &str,
+    layers: &[Layer],
+    metered: &dyn Fn(Arc<dyn ReadAt>) -> Arc<dyn ReadAt>,
+) -> Option<(String, Arc<dyn ReadAt>)> {
     resolver.candidates(by).into_iter().take(limits::MAX_CANDIDATES).find(|(key, f)| {
         !layers.iter().any(|l| &l.name == key)
-            && formats::open(Arc::new(CachedFile::new(f.clone())), key, None, false, resolver, &OpenOptions::default())
+            && formats::open(metered(f.clone()), key, None, false, resolver, &OpenOptions::default())
                 .is_ok_and(|img| img.identity().as_deref() == Some(id))
     })
 }

@@ -72,6 +72,26 @@ pub fn table_buf(what: &'static str, len: u64) -> Result<Vec<u8>> {
     Ok(vec![0u8; len as usize])
 }
 
+/// Read `count` big-endian u64 entries at `offset` (what is past the end reads as zeros),
+/// a MiB at a time, so a table at the limit is held once rather than once as bytes and
+/// once as entries.
+pub fn read_be64_table(f: &dyn ReadAt, what: &'static str, offset: u64, count: u64) -> Result<Vec<u64>> {
+    let len = count.saturating_mul(8);
+    if len > limits::MAX_TABLE_BYTES {
+        return Err(Error::Limit { what, needed: len, limit: limits::MAX_TABLE_BYTES });
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    let mut chunk = vec![0u8; len.min(1 << 20) as usize];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(chunk.len() as u64) as usize;
+        read_clipped(f, offset.saturating_add(at), &mut chunk[..n])?;
+        out.extend(chunk[..n].chunks_exact(8).map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])));
+        at += n as u64;
+    }
+    Ok(out)
+}
+
 /// A file plus a bounded cache of large coalesced spans, filled by `prefetch`.
 /// Reads that fall inside a cached span are served from memory; all others go through.
 pub struct CachedFile {
@@ -147,6 +167,66 @@ impl ReadAt for CachedFile {
     }
 }
 
+/// What one open has read so far, shared by every file it reads; the open's time limit
+/// ([`limits::MAX_OPEN_READS`], [`limits::MAX_OPEN_BYTES`]). Disarmed once the open is done:
+/// maps, checks and exports read as much as the disk needs.
+#[derive(Default)]
+pub struct OpenBudget {
+    reads: core::cell::Cell<u64>,
+    bytes: core::cell::Cell<u64>,
+    done: core::cell::Cell<bool>,
+}
+
+impl OpenBudget {
+    pub fn finish(&self) {
+        self.done.set(true);
+    }
+
+    fn spend(&self, len: u64) -> Result<()> {
+        if self.done.get() {
+            return Ok(());
+        }
+        let (reads, bytes) = (self.reads.get() + 1, self.bytes.get().saturating_add(len));
+        self.reads.set(reads);
+        self.bytes.set(bytes);
+        if reads > limits::MAX_OPEN_READS {
+            return Err(Error::Limit { what: "reads while opening one image (MAX_OPEN_READS)", needed: reads, limit: limits::MAX_OPEN_READS });
+        }
+        if bytes > limits::MAX_OPEN_BYTES {
+            return Err(Error::Limit { what: "bytes read while opening one image (MAX_OPEN_BYTES)", needed: bytes, limit: limits::MAX_OPEN_BYTES });
+        }
+        Ok(())
+    }
+}
+
+/// A file whose reads are charged to an open's [`OpenBudget`].
+pub struct Metered {
+    inner: Arc<dyn ReadAt>,
+    budget: alloc::rc::Rc<OpenBudget>,
+}
+
+impl Metered {
+    pub fn new(inner: Arc<dyn ReadAt>, budget: &alloc::rc::Rc<OpenBudget>) -> Self {
+        Metered { inner, budget: budget.clone() }
+    }
+}
+
+impl ReadAt for Metered {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.budget.spend(buf.len() as u64)?;
+        self.inner.read_at(offset, buf)
+    }
+    fn allocation(&self, offset: u64, len: u64) -> Option<(bool, u64)> {
+        self.inner.allocation(offset, len)
+    }
+    fn prefetch(&self, ranges: &mut [(u64, u64)]) {
+        self.inner.prefetch(ranges)
+    }
+}
+
 /// An in-memory file: fixtures, demos, tests.
 pub struct MemFile(pub Vec<u8>);
 
@@ -180,6 +260,30 @@ mod tests {
             self.1.set(self.1.get() + 1);
             self.0.read_at(o, b)
         }
+    }
+
+    #[test]
+    fn an_open_stops_at_its_read_and_byte_budgets_and_not_after() {
+        let budget = alloc::rc::Rc::new(OpenBudget::default());
+        let f = Metered::new(Arc::new(MemFile(vec![7u8; 4096])), &budget);
+        let mut b = [0u8; 1];
+        for _ in 0..limits::MAX_OPEN_READS {
+            f.read_at(0, &mut b).unwrap();
+        }
+        let err = f.read_at(0, &mut b).unwrap_err();
+        assert_eq!(err, Error::Limit { what: "reads while opening one image (MAX_OPEN_READS)", needed: limits::MAX_OPEN_READS + 1, limit: limits::MAX_OPEN_READS });
+        budget.finish();
+        f.read_at(0, &mut b).unwrap();
+
+        let budget = alloc::rc::Rc::new(OpenBudget::default());
+        let f = Metered::new(Arc::new(MemFile(vec![7u8; 1 << 20])), &budget);
+        let mut big = vec![0u8; 1 << 20];
+        let reads = limits::MAX_OPEN_BYTES >> 20;
+        for _ in 0..reads {
+            f.read_at(0, &mut big).unwrap();
+        }
+        let err = f.read_at(0, &mut big).unwrap_err();
+        assert_eq!(err, Error::Limit { what: "bytes read while opening one image (MAX_OPEN_BYTES)", needed: (reads + 1) << 20, limit: limits::MAX_OPEN_BYTES });
     }
 
     #[test]

@@ -29,3 +29,12 @@ pub const MAP_WINDOW: u64 = 1 << 30;
 /// Most map runs listed in a whole-inspection report (`diskscope report`, the page's JSON
 /// download); the rest are counted. About 100 bytes of JSON each.
 pub const MAX_REPORT_MAP_RUNS: usize = 1 << 20;
+/// Reads from the files (after the span cache) one open may make, backing files and
+/// files probed for a parent included. The core has no clock, so this bounds the time an
+/// open takes: in the browser each read costs about 1.5 ms (shared/research/webspike.md),
+/// so at most about 30 s; natively well under a second. Images that open normally make
+/// tens of reads.
+pub const MAX_OPEN_READS: u64 = 20_000;
+/// Bytes one open may read (after the span cache): every metadata table at its limit
+/// several times over, never a scan of a whole disk.
+pub const MAX_OPEN_BYTES: u64 = 1 << 30;

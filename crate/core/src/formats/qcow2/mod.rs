@@ -284,9 +284,7 @@ impl Qcow2 {
             }
         };
         let needed = h.size.div_ceil(l2_entries * cluster).min(l1_size);
-        let mut raw = crate::io::table_buf("L1 table", needed * 8)?;
-        read_clipped(&*file, l1_offset, &mut raw)?;
-        let l1: Vec<u64> = raw.chunks_exact(8).map(|c| be64(c, 0)).collect();
+        let l1 = crate::io::read_be64_table(&*file, "L1 table", l1_offset, needed)?;
         let l1_in_file = file_size.saturating_sub(l1_offset) / 8;
         let info = ImageInfo {
             format: "qcow2",

@@ -1,0 +1,122 @@
+//! The generator: small, valid images written field by field from the specs, which each
+//! case then damages in one place.
+
+pub fn put(b: &mut Vec<u8>, at: u64, v: &[u8]) {
+    let at = at as usize;
+    if b.len() < at + v.len() {
+        b.resize(at + v.len(), 0);
+    }
+    b[at..at + v.len()].copy_from_slice(v);
+}
+
+pub fn be32(b: &mut Vec<u8>, at: u64, v: u32) {
+    put(b, at, &v.to_be_bytes())
+}
+
+pub fn be64(b: &mut Vec<u8>, at: u64, v: u64) {
+    put(b, at, &v.to_be_bytes())
+}
+
+pub fn le32(b: &mut Vec<u8>, at: u64, v: u32) {
+    put(b, at, &v.to_le_bytes())
+}
+
+pub fn le64(b: &mut Vec<u8>, at: u64, v: u64) {
+    put(b, at, &v.to_le_bytes())
+}
+
+/// A qcow2 v3 image of `size` bytes with 64 KiB clusters, laid out as
+/// header | refcount table | refcount block | L1 | L2 | data, guest cluster 0 written
+/// with 0x5a. Every field's offset is public so cases can damage it.
+pub struct Qcow2 {
+    pub file: Vec<u8>,
+}
+
+impl Qcow2 {
+    pub const C: u64 = 65536;
+    pub const REFTABLE: u64 = Self::C;
+    pub const REFBLOCK: u64 = 2 * Self::C;
+    pub const L1: u64 = 3 * Self::C;
+    pub const L2: u64 = 4 * Self::C;
+    pub const DATA: u64 = 5 * Self::C;
+    /// Byte offsets of header fields (QEMU's qcow2.txt).
+    pub const BACKING_OFFSET: u64 = 8;
+    pub const BACKING_SIZE: u64 = 16;
+    pub const CLUSTER_BITS: u64 = 20;
+    pub const SIZE: u64 = 24;
+    pub const L1_SIZE: u64 = 36;
+    pub const L1_OFFSET: u64 = 40;
+    pub const COPIED: u64 = 1 << 63;
+    pub const COMPRESSED: u64 = 1 << 62;
+
+    pub fn new(size: u64) -> Qcow2 {
+        let c = Self::C;
+        let mut f = Vec::new();
+        put(&mut f, 0, b"QFI\xfb");
+        be32(&mut f, 4, 3);
+        be32(&mut f, Self::CLUSTER_BITS, 16);
+        be64(&mut f, Self::SIZE, size);
+        let l1_size = size.div_ceil(c * (c / 8)).max(1);
+        be32(&mut f, Self::L1_SIZE, l1_size as u32);
+        be64(&mut f, Self::L1_OFFSET, Self::L1);
+        be64(&mut f, 48, Self::REFTABLE);
+        be32(&mut f, 56, 1);
+        be32(&mut f, 96, 4);
+        be32(&mut f, 100, 104);
+        be64(&mut f, Self::REFTABLE, Self::REFBLOCK);
+        for k in 0..6 {
+            put(&mut f, Self::REFBLOCK + 2 * k, &1u16.to_be_bytes());
+        }
+        be64(&mut f, Self::L1, Self::L2 | Self::COPIED);
+        be64(&mut f, Self::L2, Self::DATA | Self::COPIED);
+        put(&mut f, Self::DATA, &vec![0x5a; c as usize]);
+        Qcow2 { file: f }
+    }
+
+    /// Name a backing file (stored right after the header, as QEMU does).
+    pub fn backing(mut self, name: &[u8]) -> Qcow2 {
+        be64(&mut self.file, Self::BACKING_OFFSET, 104);
+        be32(&mut self.file, Self::BACKING_SIZE, name.len() as u32);
+        put(&mut self.file, 104, name);
+        self
+    }
+}
+
+/// A QED image of `size` bytes with 64 KiB clusters and 4-cluster tables:
+/// header | L1 | L2 | data, guest cluster 0 written with 0x6b.
+pub struct Qed {
+    pub file: Vec<u8>,
+}
+
+impl Qed {
+    pub const C: u64 = 65536;
+    pub const L1: u64 = Self::C;
+    pub const L2: u64 = 5 * Self::C;
+    pub const DATA: u64 = 9 * Self::C;
+    pub const BACKING_OFFSET: u64 = 56;
+    pub const BACKING_SIZE: u64 = 60;
+
+    pub fn new(size: u64) -> Qed {
+        let mut f = Vec::new();
+        put(&mut f, 0, b"QED\0");
+        le32(&mut f, 4, Self::C as u32);
+        le32(&mut f, 8, 4);
+        le32(&mut f, 12, 1);
+        le64(&mut f, 16, 0);
+        le64(&mut f, 40, Self::L1);
+        le64(&mut f, 48, size);
+        le64(&mut f, Self::L1, Self::L2);
+        le64(&mut f, Self::L2, Self::DATA);
+        put(&mut f, Self::DATA, &vec![0x6b; Self::C as usize]);
+        Qed { file: f }
+    }
+
+    /// Name a backing file (probed: it may be another QED) after the header.
+    pub fn backing(mut self, name: &[u8]) -> Qed {
+        le64(&mut self.file, 16, 1);
+        le32(&mut self.file, Self::BACKING_OFFSET, 512);
+        le32(&mut self.file, Self::BACKING_SIZE, name.len() as u32);
+        put(&mut self.file, 512, name);
+        self
+    }
+}

@@ -1,0 +1,127 @@
+//! Opening any image needs at most 64 MiB of memory for its metadata, whatever its header
+//! claims (docs/limits.md). Measured with a counting global allocator over images whose
+//! headers claim tables at and past every limit, in files that claim terabytes but hold
+//! only their header (the rest reads as zeros, so nothing is allocated for them here).
+//! One test in its own binary, so no other test's allocations are counted.
+#[path = "hostile/gen.rs"]
+#[allow(dead_code)]
+mod gen;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+use diskscope_core::{map::MapEntry, Chain, Error, ReadAt, Resolver};
+use gen::{be32, be64, le32, le64, Qcow2, Qed};
+
+struct Counting;
+static NOW: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = NOW.fetch_add(l.size(), SeqCst) + l.size();
+            PEAK.fetch_max(now, SeqCst);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            let now = NOW.fetch_add(l.size(), SeqCst) + l.size();
+            PEAK.fetch_max(now, SeqCst);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        NOW.fetch_sub(l.size(), SeqCst);
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+/// A file of `size` bytes holding `head` and zeros after it.
+struct Claimed {
+    head: Vec<u8>,
+    size: u64,
+}
+
+impl ReadAt for Claimed {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        buf.fill(0);
+        let end = offset + buf.len() as u64;
+        if offset < self.head.len() as u64 {
+            let n = (self.head.len() as u64).min(end) - offset;
+            buf[..n as usize].copy_from_slice(&self.head[offset as usize..(offset + n) as usize]);
+        }
+        Ok(())
+    }
+}
+
+struct NoFiles;
+impl Resolver for NoFiles {
+    fn resolve(&self, _: &str, _: &str) -> Option<(String, Arc<dyn ReadAt>)> {
+        None
+    }
+}
+
+/// Peak bytes held above what was held before, while opening the image and mapping and
+/// reading its first GiB, and the open's outcome.
+fn peak(head: Vec<u8>, size: u64) -> (usize, Result<(), Error>) {
+    let file: Arc<dyn ReadAt> = Arc::new(Claimed { head, size });
+    let base = NOW.load(SeqCst);
+    PEAK.store(base, SeqCst);
+    let outcome = Chain::open("a", file, None, &NoFiles).map(|c| {
+        let mut e: Vec<MapEntry> = Vec::new();
+        let _ = c.map(0, c.virtual_size().min(1 << 30), &mut e);
+        let mut buf = vec![0u8; 4096];
+        let _ = c.read(0, &mut buf);
+    });
+    (PEAK.load(SeqCst) - base, outcome)
+}
+
+const MIB: usize = 1 << 20;
+const TIB: u64 = 1 << 40;
+
+#[test]
+fn metadata_memory_stays_under_64_mib_whatever_the_header_claims() {
+    let mut cases: Vec<(&str, Vec<u8>, u64)> = Vec::new();
+    // qcow2: the largest L1 QEMU allows (32 MiB), a refcount table at the table limit,
+    // and tables past it.
+    for (what, size, reftable_clusters) in [("qcow2 32 MiB L1, 8 MiB refcount table", 1u64 << 51, 128u32), ("qcow2 64 MiB refcount table", 1 << 30, 1024), ("qcow2 1 GiB refcount table", 1 << 30, 1 << 14)] {
+        let mut f = Qcow2::new(1 << 20).file;
+        f.truncate(Qcow2::L1 as usize);
+        be64(&mut f, Qcow2::SIZE, size);
+        be32(&mut f, Qcow2::L1_SIZE, size.div_ceil(1 << 29) as u32);
+        be32(&mut f, 56, reftable_clusters);
+        be64(&mut f, Qcow2::L1_OFFSET, 1 << 32);
+        cases.push((what, f, 4 * TIB));
+    }
+    // QED: 16 tables of 4 MiB clusters (a 64 MiB L1), and 64 MiB clusters (a 1 GiB L1).
+    for (what, cluster) in [("qed 64 MiB L1", 4u32 << 20), ("qed 1 GiB L1", 64 << 20)] {
+        let mut f = Qed::new(1 << 40).file;
+        f.truncate(4096);
+        le32(&mut f, 4, cluster);
+        le32(&mut f, 8, 16);
+        le64(&mut f, 40, cluster as u64);
+        cases.push((what, f, 4 * TIB));
+    }
+    let mut report = Vec::new();
+    for (what, head, size) in cases {
+        let (bytes, outcome) = peak(head, size);
+        report.push(format!("{}: {:.1} MiB, {:?}", what, bytes as f64 / MIB as f64, outcome.as_ref().err()));
+        assert!(bytes <= 64 * MIB, "{}: {} bytes ({:?})", what, bytes, outcome);
+        // Tables past QEMU's own limits are refused by name before anything is read.
+        if what.contains("refcount table") && !what.contains("L1") {
+            assert!(matches!(outcome, Err(Error::Invalid { format: "qcow2", offset: 56, .. })), "{}: {:?}", what, outcome);
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
