@@ -22,6 +22,33 @@ function assets() {
   return { workerUrl: new URL('worker.js', document.baseURI).href, module };
 }
 
+/** What a request was doing, in words for an error message ("opening disk.qcow2"). */
+export function doing(msg) {
+  switch (msg.type) {
+    case 'open':
+      return `opening ${msg.top || msg.prefer?.[0] || msg.files?.[0]?.name || 'the files'}`;
+    case 'cells':
+    case 'hostmap':
+    case 'versions':
+      return 'drawing the map';
+    case 'export':
+    case 'export-write':
+    case 'export-summary':
+      return 'exporting';
+    case 'sha256':
+      return 'computing the SHA-256 of the raw image';
+    case 'lookup':
+    case 'entries':
+      return 'looking up where guest bytes live';
+    case 'bytes':
+      return `reading bytes of ${msg.file}`;
+    case 'report':
+      return 'writing the report';
+    default:
+      return `answering '${msg.type}'`;
+  }
+}
+
 export class WorkerClient {
   constructor({ onFatal } = {}) {
     this.onFatal = onFatal || (() => {});
@@ -66,7 +93,11 @@ export class WorkerClient {
     }
     this.pending.delete(msg.id);
     if (msg.type === 'result') p.resolve(msg.value);
-    else p.reject(msg.error);
+    else {
+      // A trap is followed by 'fatal', which should still say what trapped.
+      if (msg.error?.kind === 'panic') this.trapped = p.doing;
+      p.reject({ doing: p.doing, ...msg.error });
+    }
   }
 
   /** The worker is unusable: reject what waits on it, start a new one, tell the page. */
@@ -74,7 +105,12 @@ export class WorkerClient {
     const old = this.worker;
     this.worker = null;
     if (old) old.terminate();
-    for (const p of this.pending.values()) p.reject(error);
+    // The message names what the worker was doing when it died (the oldest request).
+    const first = this.pending.values().next().value;
+    const what = first?.doing || this.trapped;
+    this.trapped = null;
+    if (what && !error.doing) error = { ...error, doing: what };
+    for (const p of this.pending.values()) p.reject({ doing: p.doing, ...error });
     this.pending.clear();
     this.ready = this.spawn();
     this.ready.then(
@@ -91,7 +127,7 @@ export class WorkerClient {
       resolve = res;
       reject = rej;
     });
-    this.pending.set(id, { resolve, reject, onProgress });
+    this.pending.set(id, { resolve, reject, onProgress, doing: doing(msg) });
     const send = () => {
       if (this.worker) this.worker.postMessage({ ...msg, id });
       else reject({ kind: 'init', message: 'the worker is not running' });

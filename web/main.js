@@ -62,6 +62,7 @@ function showError(error, title) {
   $('alert-title').textContent = title || ERROR_TITLES[err.kind] || 'Something went wrong';
   $('alert-message').textContent = capital(err.message);
   const hint = [];
+  if (err.doing) hint.push(`While ${err.doing}.`);
   if (err.offset !== undefined && err.offset !== null) hint.push(`At byte ${fmtOffset(err.offset)}.`);
   if (!state.opened) hint.push('Drop another file, or choose files, to try again.');
   $('alert-hint').textContent = hint.join(' ');
@@ -461,6 +462,10 @@ function setup() {
   reports.init({ state, client, showError });
   views.init({ state, client, showError, renderMap: () => state.cells && mapview.render(), reopen: (view) => openFiles([], { mode: 'reopen', view }) });
   client.start().catch((err) => showError(err, 'Could not start'));
+  // Tests make the worker fail this way (worker.js 'fail'); the page recovers as from a bug.
+  window.addEventListener('diskscope:test-worker-failure', (ev) => {
+    client.call({ type: 'fail', how: ev.detail }).catch(() => {});
+  });
 }
 
 setup();

@@ -31,6 +31,7 @@
 //     {type: 'fields', id, guest, depth, layer?}    the metadata mapping `guest` in layer `depth` (entry, bitmap bit, version)
 //     {type: 'demos', id}                           the demo samples: [{name, title, about}]
 //     {type: 'demo', id, name}                      a demo's files, written by the core: {name, title, about, files: File[]}
+//     {type: 'fail', id, how}                       tests only: 'trap' panics in the wasm, 'uncaught' throws outside any handler
 //   worker -> page
 //     {type: 'ready'} | {type: 'fatal', error}      after init (fatal: the worker is unusable)
 //     {type: 'result', id, value}                   the answer to request `id`
@@ -168,6 +169,17 @@ async function handle(msg) {
         cancelled.delete(msg.id);
       }
     }
+    case 'fail':
+      // For the browser test of recovery: a real trap in the wasm, or an error no
+      // handler catches (which reaches the page as the worker's onerror).
+      if (msg.how === 'uncaught') {
+        setTimeout(() => {
+          throw new Error('an uncaught failure the test asked for');
+        });
+        return new Promise(() => {});
+      }
+      wasm_bindgen.fail_for_test();
+      return { value: null };
     default:
       throw { kind: 'usage', message: `unknown request '${msg.type}'` };
   }

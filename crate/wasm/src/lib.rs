@@ -443,6 +443,13 @@ pub fn open(
 }
 
 /// Forget the open session.
+/// Panics on purpose, for the browser test of the page's recovery from a trapped
+/// instance (a panic is `unreachable` in wasm, as a real bug's would be).
+#[wasm_bindgen]
+pub fn fail_for_test() {
+    panic!("a failure the test asked for");
+}
+
 #[wasm_bindgen]
 pub fn close() {
     SESSION.with(|s| s.borrow_mut().take());
