@@ -72,24 +72,43 @@ pub fn table_buf(what: &'static str, len: u64) -> Result<Vec<u8>> {
     Ok(vec![0u8; len as usize])
 }
 
-/// Read `count` big-endian u64 entries at `offset` (what is past the end reads as zeros),
-/// a MiB at a time, so a table at the limit is held once rather than once as bytes and
-/// once as entries.
-pub fn read_be64_table(f: &dyn ReadAt, what: &'static str, offset: u64, count: u64) -> Result<Vec<u64>> {
-    let len = count.saturating_mul(8);
-    if len > limits::MAX_TABLE_BYTES {
-        return Err(Error::Limit { what, needed: len, limit: limits::MAX_TABLE_BYTES });
+/// Read a table of `count` entries of `width` bytes at `offset`, each decoded by `decode`,
+/// a MiB at a time, so a table at the limit is held once (as entries), never twice (as
+/// bytes and as entries). `exact`: a table running past the end of the file is an error
+/// naming `what`; otherwise what is past the end reads as zeros (QEMU's reads past the end).
+pub fn read_entries<T>(
+    f: &dyn ReadAt,
+    what: &'static str,
+    offset: u64,
+    count: u64,
+    width: usize,
+    exact: bool,
+    decode: impl Fn(&[u8]) -> T,
+) -> Result<Vec<T>> {
+    let len = count.saturating_mul(width as u64);
+    let held = count.saturating_mul(core::mem::size_of::<T>().max(width) as u64);
+    if held > limits::MAX_TABLE_BYTES {
+        return Err(Error::Limit { what, needed: held, limit: limits::MAX_TABLE_BYTES });
+    }
+    if exact && offset.checked_add(len).is_none_or(|end| end > f.size()) {
+        return Err(Error::PastEnd { what, offset, len, file_size: f.size() });
     }
     let mut out = Vec::with_capacity(count as usize);
-    let mut chunk = vec![0u8; len.min(1 << 20) as usize];
+    let step = (1 << 20) / width * width;
+    let mut chunk = vec![0u8; len.min(step as u64) as usize];
     let mut at = 0;
     while at < len {
         let n = (len - at).min(chunk.len() as u64) as usize;
         read_clipped(f, offset.saturating_add(at), &mut chunk[..n])?;
-        out.extend(chunk[..n].chunks_exact(8).map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])));
+        out.extend(chunk[..n].chunks_exact(width).map(&decode));
         at += n as u64;
     }
     Ok(out)
+}
+
+/// Big-endian u64 entries (qcow2 and qcow tables), past the end reading as zeros.
+pub fn read_be64_table(f: &dyn ReadAt, what: &'static str, offset: u64, count: u64) -> Result<Vec<u64>> {
+    read_entries(f, what, offset, count, 8, false, |c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
 }
 
 /// A file plus a bounded cache of large coalesced spans, filled by `prefetch`.

@@ -1,10 +1,14 @@
 //! Every bound the core enforces, in one place. A header that asks for more gets an
 //! [`Error::Limit`](crate::Error::Limit) or a finding that names the bound.
 
-/// Largest single metadata table (L1, L2 window, bitmap, map) read into memory at once.
-pub const MAX_TABLE_BYTES: u64 = 64 << 20;
+/// Metadata memory one image may need, whatever its header claims: a table at
+/// [`MAX_TABLE_BYTES`], the span cache, and the small rest (tests/memory.rs measures it).
+pub const MAX_METADATA_BYTES: u64 = 64 << 20;
+/// Largest single metadata table (L1, L2 window, bitmap, map) read into memory at once:
+/// a 32 MiB VDI block map is an 8 TiB disk, a 32 MiB qcow2 L1 (QEMU's own limit) 2 PiB.
+pub const MAX_TABLE_BYTES: u64 = 32 << 20;
 /// Bytes the span cache keeps for coalesced metadata reads, per file.
-pub const SPAN_CACHE_BYTES: usize = 32 << 20;
+pub const SPAN_CACHE_BYTES: usize = 16 << 20;
 /// Reads closer than this are merged into one read by `prefetch`.
 pub const COALESCE_GAP: u64 = 256 << 10;
 /// Largest single coalesced read.

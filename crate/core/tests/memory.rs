@@ -48,6 +48,8 @@ static A: Counting = Counting;
 struct Claimed {
     head: Vec<u8>,
     size: u64,
+    /// Bytes at the very end (a VHD's footer copy).
+    tail: Vec<u8>,
 }
 
 impl ReadAt for Claimed {
@@ -60,6 +62,11 @@ impl ReadAt for Claimed {
         if offset < self.head.len() as u64 {
             let n = (self.head.len() as u64).min(end) - offset;
             buf[..n as usize].copy_from_slice(&self.head[offset as usize..(offset + n) as usize]);
+        }
+        let tail_at = self.size - self.tail.len() as u64;
+        if end > tail_at {
+            let from = offset.max(tail_at);
+            buf[(from - offset) as usize..].copy_from_slice(&self.tail[(from - tail_at) as usize..(end - tail_at) as usize]);
         }
         Ok(())
     }
@@ -74,8 +81,8 @@ impl Resolver for NoFiles {
 
 /// Peak bytes held above what was held before, while opening the image and mapping and
 /// reading its first GiB, and the open's outcome.
-fn peak(head: Vec<u8>, size: u64) -> (usize, Result<(), Error>) {
-    let file: Arc<dyn ReadAt> = Arc::new(Claimed { head, size });
+fn peak(head: Vec<u8>, tail: Vec<u8>, size: u64) -> (usize, Result<(), Error>) {
+    let file: Arc<dyn ReadAt> = Arc::new(Claimed { head, size, tail });
     let base = NOW.load(SeqCst);
     PEAK.store(base, SeqCst);
     let outcome = Chain::open("a", file, None, &NoFiles).map(|c| {
@@ -92,7 +99,7 @@ const TIB: u64 = 1 << 40;
 
 #[test]
 fn metadata_memory_stays_under_64_mib_whatever_the_header_claims() {
-    let mut cases: Vec<(&str, Vec<u8>, u64)> = Vec::new();
+    let mut cases: Vec<(&str, Vec<u8>, Vec<u8>, u64)> = Vec::new();
     // qcow2: the largest L1 QEMU allows (32 MiB), a refcount table at the table limit,
     // and tables past it.
     for (what, size, reftable_clusters) in [("qcow2 32 MiB L1, 8 MiB refcount table", 1u64 << 51, 128u32), ("qcow2 64 MiB refcount table", 1 << 30, 1024), ("qcow2 1 GiB refcount table", 1 << 30, 1 << 14)] {
@@ -102,7 +109,7 @@ fn metadata_memory_stays_under_64_mib_whatever_the_header_claims() {
         be32(&mut f, Qcow2::L1_SIZE, size.div_ceil(1 << 29) as u32);
         be32(&mut f, 56, reftable_clusters);
         be64(&mut f, Qcow2::L1_OFFSET, 1 << 32);
-        cases.push((what, f, 4 * TIB));
+        cases.push((what, f, Vec::new(), 4 * TIB));
     }
     // QED: 16 tables of 4 MiB clusters (a 64 MiB L1), and 64 MiB clusters (a 1 GiB L1).
     for (what, cluster) in [("qed 64 MiB L1", 4u32 << 20), ("qed 1 GiB L1", 64 << 20)] {
@@ -111,17 +118,35 @@ fn metadata_memory_stays_under_64_mib_whatever_the_header_claims() {
         le32(&mut f, 4, cluster);
         le32(&mut f, 8, 16);
         le64(&mut f, 40, cluster as u64);
-        cases.push((what, f, 4 * TIB));
+        cases.push((what, f, Vec::new(), 4 * TIB));
+    }
+    // Block maps and BATs of 4-byte entries at the table limit, one entry short of it, and
+    // twice it.
+    let limit = (diskscope_core::limits::MAX_TABLE_BYTES / 4) as u32;
+    for (what, n) in [("at the table limit", limit), ("one entry short", limit - 1), ("at twice the limit", 2 * limit)] {
+        cases.push((leak(format!("vdi block map {}", what)), gen::vdi(n), Vec::new(), n as u64 * (1 << 20) + (1 << 30)));
+        cases.push((leak(format!("parallels BAT {}", what)), gen::parallels(n), Vec::new(), n as u64 * (1 << 20) + (1 << 30)));
+        let (head, footer) = gen::vpc(n.min(1 << 20));
+        cases.push((leak(format!("vhd BAT {} (VHD's own 2 TiB limit)", what)), head, footer, 4 * TIB));
     }
     let mut report = Vec::new();
-    for (what, head, size) in cases {
-        let (bytes, outcome) = peak(head, size);
+    for (what, head, tail, size) in cases {
+        let (bytes, outcome) = peak(head, tail, size);
         report.push(format!("{}: {:.1} MiB, {:?}", what, bytes as f64 / MIB as f64, outcome.as_ref().err()));
-        assert!(bytes <= 64 * MIB, "{}: {} bytes ({:?})", what, bytes, outcome);
+        assert!(bytes as u64 <= diskscope_core::limits::MAX_METADATA_BYTES, "{}: {} bytes ({:?})", what, bytes, outcome);
         // Tables past QEMU's own limits are refused by name before anything is read.
+        if what.contains("twice the limit") && !what.starts_with("vhd") {
+            let name = if what.starts_with("vdi") { "VDI block map" } else { "Parallels BAT" };
+            let limit = diskscope_core::limits::MAX_TABLE_BYTES;
+            assert_eq!(outcome, Err(Error::Limit { what: name, needed: 2 * limit, limit }), "{}", what);
+        }
         if what.contains("refcount table") && !what.contains("L1") {
             assert!(matches!(outcome, Err(Error::Invalid { format: "qcow2", offset: 56, .. })), "{}: {:?}", what, outcome);
         }
     }
     eprintln!("{}", report.join("\n"));
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }

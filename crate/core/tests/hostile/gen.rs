@@ -120,3 +120,75 @@ impl Qed {
         self
     }
 }
+
+/// A VDI 1.1 dynamic image header with `blocks` blocks of 1 MiB, none allocated, the
+/// block map at 512.
+pub fn vdi(blocks: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    put(&mut f, 0, b"<<< Oracle VM VirtualBox Disk Image >>>\n");
+    le32(&mut f, 64, 0xbeda_107f);
+    le32(&mut f, 68, 0x0001_0001);
+    le32(&mut f, 72, 0x190);
+    le32(&mut f, 76, 1);
+    le32(&mut f, 340, 512);
+    le32(&mut f, 344, (512 + blocks as u64 * 4).next_multiple_of(1 << 20) as u32);
+    le32(&mut f, 360, 512);
+    le64(&mut f, 368, blocks as u64 * (1 << 20));
+    le32(&mut f, 376, 1 << 20);
+    le32(&mut f, 384, blocks);
+    put(&mut f, 392, &[0x11; 16]);
+    f.resize(512 + blocks as usize * 4, 0xff); // every block unallocated
+    f
+}
+
+/// A Parallels image header (the extended magic) with `entries` BAT entries of 1 MiB
+/// clusters, nothing allocated.
+pub fn parallels(entries: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    put(&mut f, 0, b"WithouFreSpacExt");
+    le32(&mut f, 16, 2);
+    le32(&mut f, 20, 16);
+    le32(&mut f, 24, 1);
+    le32(&mut f, 28, 2048);
+    le32(&mut f, 32, entries);
+    le64(&mut f, 36, entries as u64 * 2048);
+    let data_off = (64 + entries as u64 * 4).div_ceil(512).next_multiple_of(2048);
+    le32(&mut f, 48, data_off as u32);
+    f
+}
+
+/// A dynamic VHD: footer at 0 (and at the end of the file), dynamic header at 512, a BAT
+/// of `entries` 2 MiB blocks at 1536, nothing allocated. Returns the bytes up to the
+/// end of the BAT; the footer copy goes at `file_size - 512`.
+pub fn vpc(entries: u32) -> (Vec<u8>, Vec<u8>) {
+    let size = entries as u64 * (2 << 20);
+    let mut footer = Vec::new();
+    put(&mut footer, 0, b"conectix");
+    be32(&mut footer, 8, 2);
+    be32(&mut footer, 12, 0x0001_0000);
+    be64(&mut footer, 16, 512);
+    put(&mut footer, 28, b"dsk ");
+    be64(&mut footer, 40, size);
+    be64(&mut footer, 48, size);
+    let cyl = (size / 512 / (16 * 255)).min(65535) as u16;
+    put(&mut footer, 56, &cyl.to_be_bytes());
+    put(&mut footer, 58, &[16, 255]);
+    be32(&mut footer, 60, 3);
+    footer.resize(512, 0);
+    let sum = !footer.iter().map(|&b| b as u32).sum::<u32>();
+    be32(&mut footer, 64, sum);
+    let mut h = Vec::new();
+    put(&mut h, 0, b"cxsparse");
+    be64(&mut h, 8, u64::MAX);
+    be64(&mut h, 16, 1536);
+    be32(&mut h, 24, 0x0001_0000);
+    be32(&mut h, 28, entries);
+    be32(&mut h, 32, 2 << 20);
+    h.resize(1024, 0);
+    let sum = !h.iter().map(|&b| b as u32).sum::<u32>();
+    be32(&mut h, 36, sum);
+    let mut f = footer.clone();
+    f.extend_from_slice(&h);
+    f.resize(1536 + entries as usize * 4, 0xff);
+    (f, footer)
+}

@@ -7,7 +7,7 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
 
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::{read_clipped, read_exact_at, table_buf, ReadAt};
+use crate::io::{read_entries, read_exact_at, ReadAt};
 use crate::limits;
 use crate::model::*;
 
@@ -84,10 +84,8 @@ impl Parallels {
         // The BAT: one read. Bytes past the end of the file read as zeros (not allocated),
         // as QEMU reads them.
         let bat_bytes = h.bat_entries as u64 * 4;
-        let mut buf = table_buf("Parallels BAT", bat_bytes)?;
-        read_clipped(&*file, HEADER_BYTES as u64, &mut buf)?;
+        let bat = read_entries(&*file, "Parallels BAT", HEADER_BYTES as u64, h.bat_entries as u64, 4, false, |c| le32(c, 0))?;
         let bat_stored = file.size().saturating_sub(HEADER_BYTES as u64).min(bat_bytes);
-        let bat: Vec<u32> = buf.chunks_exact(4).map(|c| le32(c, 0)).collect();
         // QEMU's parallels_test_data_off.
         let file_sectors = file.size() / 512;
         let mut min_off = (HEADER_BYTES as u64 + bat_bytes).div_ceil(512);

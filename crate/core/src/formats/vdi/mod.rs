@@ -11,7 +11,7 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
 
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::{read_exact_at, table_buf, ReadAt};
+use crate::io::{read_entries, read_exact_at, ReadAt};
 use crate::limits;
 use crate::model::*;
 
@@ -102,9 +102,7 @@ impl Vdi {
         }
         let link = &raw[at::UUID_LINK..at::UUID_LINK + 16];
         let has_parent = h.image_type == TYPE_DIFF || !is_zero(link);
-        let mut buf = table_buf("VDI block map", blocks * 4)?;
-        read_exact_at(&*file, h.offset_bmap as u64, &mut buf, "VDI block map")?;
-        let bmap: Vec<u32> = buf.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let bmap = read_entries(&*file, "VDI block map", h.offset_bmap as u64, blocks, 4, true, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))?;
         let variant = match h.image_type {
             TYPE_FIXED => "VDI 1.1, static (fixed)",
             TYPE_DIFF => "VDI 1.1, differencing",

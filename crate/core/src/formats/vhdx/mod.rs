@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::formats::bitmap::CowBitmap;
 use crate::formats::vdi::util::{is_zero, le32, le64, ms_guid, utf16, NoHoles};
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::{read_clipped, read_exact_at, table_buf, ReadAt};
+use crate::io::{read_clipped, read_entries, read_exact_at, table_buf, ReadAt};
 use crate::limits;
 use crate::model::*;
 
@@ -211,9 +211,7 @@ impl Vhdx {
         if entries * 8 > bat_region.length as u64 {
             return Err(invalid(bat_region.offset, format!("a BAT of {} bytes cannot hold the {} entries a disk of {} bytes needs", bat_region.length, entries, vsize)));
         }
-        let mut bb = table_buf("VHDX BAT", entries * 8)?;
-        read_exact_at(&*file, bat_region.offset, &mut bb, "VHDX BAT")?;
-        let bat: Vec<u64> = bb.chunks_exact(8).map(|c| le64(c, 0)).collect();
+        let bat = read_entries(&*file, "VHDX BAT", bat_region.offset, entries, 8, true, |c| le64(c, 0))?;
         let backing = meta.parent.as_ref().filter(|_| differencing).map(|p| parent_ref(p, &meta));
         let variant = format!("VHDX {}{}", if differencing { "differencing" } else if meta.flags & 1 != 0 { "fixed" } else { "dynamic" },
             if dirty { if overlay.is_some() { ", log replayed in memory" } else { ", log not replayed" } } else { "" });

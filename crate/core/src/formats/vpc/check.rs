@@ -114,7 +114,7 @@ pub(super) fn run(v: &Vpc) -> Result<CheckResult> {
             r.add(finding(v, Severity::Corruption, "block-truncated", entry, 4, guest, format!(
                 "block {} at {:#x} runs past the end of the file: the image was truncated; the missing bytes read as zeros (QEMU refuses the image)", i, bm)));
         }
-        if let Some((_, _, what)) = used.iter().find(|(o, l, _)| bm < o + l && *o < bm + span) {
+        if let Some((_, _, what)) = used.iter().find(|(o, l, _)| bm < o.saturating_add(*l) && *o < bm + span) {
             r.add(finding(v, Severity::Corruption, "block-over-metadata", entry, 4, guest, format!("block {} at {:#x} overlaps {}", i, bm, what)));
         }
         blocks.push((bm, i as u32));

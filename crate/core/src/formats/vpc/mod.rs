@@ -17,7 +17,7 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec, vec::Vec};
 
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::{read_clipped, read_exact_at, table_buf, ReadAt};
+use crate::io::{read_clipped, read_entries, read_exact_at, ReadAt};
 use crate::limits;
 use crate::model::*;
 
@@ -177,9 +177,7 @@ impl Vpc {
             return Err(invalid(hdr_at + at::dyn_::MAX_TABLE_ENTRIES as u64, format!(
                 "a BAT of {} entries of {} bytes cannot map a disk of {} bytes", entries, block, virtual_size)));
         }
-        let mut table = table_buf("VHD BAT", entries * 4)?;
-        read_exact_at(&*file, h.table_offset(), &mut table, "VHD BAT")?;
-        v.bat = table.chunks_exact(4).map(|c| be32(c, 0)).collect();
+        v.bat = read_entries(&*file, "VHD BAT", h.table_offset(), entries, 4, true, |c| be32(c, 0))?;
         v.block = block;
         v.bitmap_bytes = bitmap_bytes(block);
         v.info.cluster_size = block;
