@@ -154,6 +154,7 @@ pub fn parallels(entries: u32) -> Vec<u8> {
     le64(&mut f, 36, entries as u64 * 2048);
     let data_off = (64 + entries as u64 * 4).div_ceil(512).next_multiple_of(2048);
     le32(&mut f, 48, data_off as u32);
+    f.resize(64 + entries as usize * 4, 0);
     f
 }
 

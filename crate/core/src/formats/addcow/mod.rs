@@ -53,21 +53,30 @@ fn invalid(offset: u64, message: String) -> Error {
 }
 
 /// Read a name the header points at, checking it lies inside the header's name area.
-fn read_name(file: &dyn ReadAt, h: &Header, n: &NameRef, what: &str) -> core::result::Result<Option<String>, (u64, String)> {
+fn read_name(file: &dyn ReadAt, h: &Header, n: &NameRef, what: &str) -> Result<Option<String>> {
     if n.offset == 0 && n.size == 0 {
         return Ok(None);
     }
     let end = n.offset.checked_add(n.size).unwrap_or(u64::MAX);
     if n.offset < h.names_start || end > h.header_size {
-        return Err((n.field_at, format!(
+        return Err(invalid(n.field_at, format!(
             "the {} name ({} bytes at {}) lies outside the header's name area [{}, {})", what, n.size, n.offset, h.names_start, h.header_size)));
     }
     if n.size == 0 || n.size >= limits::MAX_NAME_BYTES {
-        return Err((n.field_at + 4, format!("the {} name is {} bytes long", what, n.size)));
+        return Err(invalid(n.field_at + 4, format!("the {} name is {} bytes long", what, n.size)));
     }
     let mut raw = vec![0u8; n.size as usize];
-    read_exact_at(file, n.offset, &mut raw, "add-cow file name").map_err(|e| (n.offset, format!("{}", e)))?;
+    read_exact_at(file, n.offset, &mut raw, "add-cow file name")?;
     Ok(Some(String::from_utf8_lossy(&raw).into_owned()))
+}
+
+/// A name that could not be read, as a finding's (offset, message).
+fn name_problem(e: Error) -> (u64, String) {
+    match e {
+        Error::Invalid { offset, message, .. } => (offset, message),
+        Error::PastEnd { offset, .. } => (offset, format!("{}", e)),
+        e => (0, format!("{}", e)),
+    }
 }
 
 fn open(file: Arc<dyn ReadAt>, ctx: &OpenCtx) -> Result<Box<dyn Image>> {
@@ -96,14 +105,13 @@ fn open(file: Arc<dyn ReadAt>, ctx: &OpenCtx) -> Result<Box<dyn Image>> {
         return Err(invalid(if h.generation == Generation::V11 { 44 } else { 40 }, format!("the header size {} cannot hold the header", h.header_size)));
     }
     let mut name_problems = Vec::new();
-    let backing_name = read_name(&*file, &h, &h.backing, "backing file").unwrap_or_else(|p| {
-        name_problems.push(p);
+    let backing_name = read_name(&*file, &h, &h.backing, "backing file").unwrap_or_else(|e| {
+        name_problems.push(name_problem(e));
         None
     });
-    let image_name = match read_name(&*file, &h, &h.image, "image file") {
-        Ok(Some(n)) => n,
-        Ok(None) => return Err(invalid(h.image.field_at, String::from("the header names no image file, and add-cow keeps its data there"))),
-        Err((at, m)) => return Err(invalid(at, m)),
+    let image_name = match read_name(&*file, &h, &h.image, "image file")? {
+        Some(n) => n,
+        None => return Err(invalid(h.image.field_at, String::from("the header names no image file, and add-cow keeps its data there"))),
     };
     if backing_name.is_some() && backing_name.as_deref() == Some(image_name.as_str()) {
         name_problems.push((h.backing.offset, format!("the backing file and the image file are both '{}'", image_name)));

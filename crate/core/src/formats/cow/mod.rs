@@ -105,6 +105,10 @@ fn open(file: Arc<dyn ReadAt>, ctx: &OpenCtx) -> Result<Box<dyn Image>> {
     let n = file.size().min(2080) as usize;
     file.read_at(0, &mut probe[..n])?;
     let format = if matches!(detect(&probe[..n]), Some(l) if l.raw_cow()) { "raw-cow" } else { "cow" };
+    if n < 1048 {
+        // Shorter than the smallest layout: the layout cannot be told, the header is cut.
+        return Err(Error::PastEnd { what: "cow header", offset: 0, len: 1048, file_size: n as u64 });
+    }
     let layout = detect(&probe[..n]).ok_or_else(|| Error::Invalid {
         format,
         offset: 1044,

@@ -147,6 +147,10 @@ impl Header {
         if version != 2 && version != 3 {
             return Err(Error::Unsupported { format: "qcow2", offset: 4, message: format!("version {} (diskscope reads versions 2 and 3, as QEMU does)", version) });
         }
+        if version == 3 && head.len() < 104 {
+            // Zeros read past the end would be blamed on header_length instead.
+            return Err(Error::PastEnd { what: "qcow2 version 3 header", offset: 0, len: 104, file_size });
+        }
         let cluster_bits = be32(&head, 20);
         if !(9..=21).contains(&cluster_bits) {
             return Err(invalid(20, format!("cluster_bits {} is outside 9 to 21 (512 bytes to 2 MiB), the sizes QEMU opens", cluster_bits)));

@@ -122,6 +122,11 @@ impl Sparse {
     /// Open a hosted sparse extent ("KDMV" at offset 0). `head` is its first 512 bytes.
     pub fn hosted(file: &dyn ReadAt, id: u16, head: &[u8; 512]) -> Result<Sparse> {
         let file_size = file.size();
+        // The header's fields end at byte 79 (compressAlgorithm); zeros read past the end
+        // would be blamed on numGTEsPerGT instead.
+        if file_size < 79 {
+            return Err(Error::PastEnd { what: "VMDK sparse extent header", offset: 0, len: 79, file_size });
+        }
         let mut h: &[u8] = head;
         let mut footer = None;
         let mut gd_field = 56;
