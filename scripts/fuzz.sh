@@ -12,6 +12,9 @@
 #                                   time (a time cap per target only stops a slow machine)
 #   scripts/fuzz.sh long 600 [T..]  explore: 600 s a target, random seed, corpus kept in
 #                                   target/fuzz-work/corpus-T between runs; prints cov/ft
+#   scripts/fuzz.sh coverage 0 [T..] source coverage each target's kept corpus reaches
+#                                   (llvm-cov: `rustup component add llvm-tools`), in the
+#                                   whole core and in the target's own format module
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -52,6 +55,32 @@ if [ ! -d "$seeds" ]; then
     done
     rm -rf "$q"
     mv "$seeds.tmp" "$seeds"
+fi
+
+if [ "$mode" = coverage ]; then
+    # The corpus each target kept, replayed once by a build instrumented for source coverage.
+    export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target/fuzz}-cov"
+    export RUSTFLAGS="-Cinstrument-coverage --cfg fuzzing"
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    tools="$(rustc --print sysroot)/lib/rustlib/$host/bin"
+    (cd fuzz && cargo build -q --release --bins --target "$host")
+    bin="$CARGO_TARGET_DIR/$host/release"
+    printf '%-14s %10s %22s %22s\n' target inputs "core lines covered" "format lines covered"
+    for t in "${targets[@]}"; do
+        corpus="$work/corpus-$t"
+        [ -d "$corpus" ] || continue
+        rm -rf "$work/cov-$t" && mkdir -p "$work/cov-$t"
+        LLVM_PROFILE_FILE="$work/cov-$t/%p-%m.profraw" "$bin/$t" -runs=0 "$corpus" >/dev/null 2>&1 || true
+        "$tools/llvm-profdata" merge -sparse "$work/cov-$t"/*.profraw -o "$work/cov-$t.profdata"
+        report() { "$tools/llvm-cov" report "$bin/$t" -instr-profile="$work/cov-$t.profdata" "$@" 2>/dev/null | tail -1; }
+        # Columns of the TOTAL line: regions, missed, cover, functions, missed, executed, lines, missed, cover...
+        core=$(report "$PWD/crate/core/src" | awk '{ printf "%d/%d %s", $8-$9, $8, $10 }')
+        dir=$(printf '%s' "${t#fmt_}" | sed 's/^rawcow$/cow/; s/^addcow$/addcow/')
+        fmt="-"
+        [ "${t#fmt_}" != "$t" ] && fmt=$(report "$PWD/crate/core/src/formats/$dir" | awk '{ printf "%d/%d %s", $8-$9, $8, $10 }')
+        printf '%-14s %10s %22s %22s\n' "$t" "$(ls "$corpus" | wc -l)" "$core" "$fmt"
+    done
+    exit 0
 fi
 
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$PWD/target/fuzz}"
