@@ -166,14 +166,20 @@ impl Chain {
                 break;
             }
             let named = if backing.name.is_empty() { None } else { resolver.resolve(&backing.name, &by) };
+            let mut search = Ok(None);
             let found = named.or_else(|| {
                 let id = want.as_deref()?;
-                let hit = find_by_identity(resolver, &by, id, &layers, &metered)?;
+                search = find_by_identity(resolver, &by, id, &layers, &metered);
+                let hit = search.clone().ok()??;
                 findings.push(note(&by, backing.offset, format!("the parent was found by its identity {} in '{}'", id, hit.0)));
                 Some(hit)
             });
             if backing.name.is_empty() {
                 backing.name = format!("(the file with {})", want.as_deref().unwrap_or("the parent's identity"));
+            }
+            if let Err(e) = search {
+                broken = Some(ChainBreak::Unreadable { name: backing.name, by, offset: backing.offset, error: format!("{}", e) });
+                break;
             }
             let Some((key, f)) = found else {
                 broken = Some(ChainBreak::Missing { name: backing.name, by, offset: backing.offset });
@@ -222,19 +228,27 @@ fn note(by: &str, offset: u64, message: String) -> Finding {
     Finding { severity: Severity::Info, code: "parent-by-identity", file: String::from(by), offset: Some(offset), length: 0, guest: None, message }
 }
 
-/// The first candidate not already in the chain whose identity is `id`.
+/// The first candidate not already in the chain whose identity is `id`. A candidate that
+/// does not open is not the parent, unless the open's work budget ran out: then the search
+/// stops with that error, which names the limit.
 fn find_by_identity(
     resolver: &dyn Resolver,
     by: &str,
     id: &str,
     layers: &[Layer],
     metered: &dyn Fn(Arc<dyn ReadAt>) -> Arc<dyn ReadAt>,
-) -> Option<(String, Arc<dyn ReadAt>)> {
-    resolver.candidates(by).into_iter().take(limits::MAX_CANDIDATES).find(|(key, f)| {
-        !layers.iter().any(|l| &l.name == key)
-            && formats::open(metered(f.clone()), key, None, false, resolver, &OpenOptions::default())
-                .is_ok_and(|img| img.identity().as_deref() == Some(id))
-    })
+) -> Result<Option<(String, Arc<dyn ReadAt>)>> {
+    for (key, f) in resolver.candidates(by).into_iter().take(limits::MAX_CANDIDATES) {
+        if layers.iter().any(|l| l.name == key) {
+            continue;
+        }
+        match formats::open(metered(f.clone()), &key, None, false, resolver, &OpenOptions::default()) {
+            Ok(img) if img.identity().as_deref() == Some(id) => return Ok(Some((key, f))),
+            Err(e @ Error::Limit { what, .. }) if what.contains("(MAX_OPEN_") => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -256,3 +256,60 @@ fn sizes_of_zero_two_to_the_31_and_near_two_to_the_64() {
         check(&format!("vpc {} = {}", at, v), open(f), want);
     }
 }
+
+/// A file of `size` bytes: `head` (shared between candidates), then zeros.
+struct Lazy {
+    head: std::sync::Arc<Vec<u8>>,
+    size: u64,
+}
+
+impl diskscope_core::ReadAt for Lazy {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        buf.fill(0);
+        let n = (self.head.len() as u64).saturating_sub(offset).min(buf.len() as u64) as usize;
+        if n > 0 {
+            buf[..n].copy_from_slice(&self.head[offset as usize..offset as usize + n]);
+        }
+        Ok(())
+    }
+}
+
+/// A VDI child whose parent is named only by its UUID, in a folder of 1000 other VDI
+/// images with 4 MiB block maps: probing them for the parent's identity would read 4 GB.
+/// The open's byte budget stops the search, and the chain says which limit stopped it.
+#[test]
+fn a_parent_search_through_many_large_candidates_stops_at_the_open_budget() {
+    use diskscope_core::chain::ChainBreak;
+    use diskscope_core::{limits, ReadAt, Resolver};
+    use std::sync::Arc;
+    struct Folder {
+        candidate: Arc<Vec<u8>>,
+    }
+    impl Resolver for Folder {
+        fn resolve(&self, _: &str, _: &str) -> Option<(String, Arc<dyn ReadAt>)> {
+            None
+        }
+        fn candidates(&self, _: &str) -> Vec<(String, Arc<dyn ReadAt>)> {
+            (0..1000)
+                .map(|i| (format!("other{}.vdi", i), Arc::new(Lazy { head: self.candidate.clone(), size: 5 << 20 }) as Arc<dyn ReadAt>))
+                .collect()
+        }
+    }
+    let mut child = crate::gen::vdi(16);
+    le32(&mut child, 76, 4); // differencing
+    put(&mut child, 424, &[0x99; 16]); // the parent's UUID (uuid_link)
+    let folder = Folder { candidate: Arc::new(crate::gen::vdi(1 << 20)) };
+    let c = diskscope_core::Chain::open("child.vdi", Arc::new(diskscope_core::io::MemFile(child)), None, &folder).unwrap();
+    match &c.broken {
+        Some(ChainBreak::Unreadable { by, offset, error, .. }) => {
+            assert_eq!((by.as_str(), *offset), ("child.vdi", 424));
+            let limit = Error::Limit { what: "bytes read while opening one image (MAX_OPEN_BYTES)", needed: 0, limit: limits::MAX_OPEN_BYTES };
+            let named = format!("{}", limit);
+            assert!(error.starts_with(named.split(':').next().unwrap()) && error.ends_with(&format!("exceeds the limit of {} (see limits)", limits::MAX_OPEN_BYTES)), "{}", error);
+        }
+        other => panic!("{:?}", other),
+    }
+}
