@@ -237,7 +237,9 @@ export function render() {
   wrap.hidden = false;
   $('map-unavailable').hidden = true;
   const merged = view.layer === null;
-  const versions = merged && view.zoom === 0 && views.drawVersionsMap($('map'), layout);
+  // GOW versions are per whole-disk cell: a zoomed window's cell takes the one it falls in.
+  const pick = view.zoom ? (i) => Math.floor((w.start + i * w.cellSize) / full.cellSize) : undefined;
+  const versions = merged && views.drawVersionsMap($('map'), layout, pick, w.cellCount);
   if (!versions) drawMap($('map'), w.classes, layout, (id) => palette.get(id) || '#000000');
   // Zooming must not move what is below the map: the area keeps the tallest height it had.
   wrap.style.minHeight = `${Math.max(parseFloat(wrap.style.minHeight) || 0, layout.height)}px`;

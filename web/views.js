@@ -349,10 +349,12 @@ function setMapMode(mode) {
   ctx.renderMap();
 }
 
-/** Draw the main map by version, when that mode is on. Returns false if it is not. */
-export function drawVersionsMap(canvas, layout) {
+/** Draw the main map by version, when that mode is on. Returns false if it is not.
+ * `pick`, for a zoomed-in map of `n` cells: the whole-disk cell that cell i falls in. */
+export function drawVersionsMap(canvas, layout, pick, n) {
   if (ctx.state.mapMode !== 'versions' || !versions) return false;
-  drawMap(canvas, versions.buckets, layout, scale);
+  const buckets = pick ? Uint8Array.from({ length: n }, (_, i) => versions.buckets[pick(i)] || 0) : versions.buckets;
+  drawMap(canvas, buckets, layout, scale);
   syncModeButtons();
   return true;
 }
