@@ -2,7 +2,7 @@
 // and Debian's Chromium driven by playwright-core.
 import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -25,8 +25,18 @@ export function cli() {
   return bin;
 }
 
+const made = [];
+// Test images reach GiBs (sparse or not); each test file runs in its own process, so its
+// scratch folders go when it exits, unless DISKSCOPE_KEEP_TMP is set to look at them.
+process.on('exit', () => {
+  if (process.env.DISKSCOPE_KEEP_TMP) return;
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
 export function tmp() {
-  return mkdtempSync(join(tmpdir(), 'diskscope-browser-'));
+  const d = mkdtempSync(join(tmpdir(), 'diskscope-browser-'));
+  made.push(d);
+  return d;
 }
 
 export function sh(cmd, args, cwd) {
