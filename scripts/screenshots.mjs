@@ -44,7 +44,6 @@ try {
     await p.keyboard.press('+');
     await p.waitForFunction((z) => document.querySelector('#map').dataset.zoom === String(z), z);
   }
-  await p.keyboard.press('ArrowRight');
   await p.keyboard.press('Enter');
   await p.waitForSelector('#map-details:not([hidden]) .show-bytes');
   await p.evaluate(() => document.activeElement.blur());

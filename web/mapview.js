@@ -583,6 +583,11 @@ function pin(idx) {
   const w = win();
   const { start, length } = cellRange(idx);
   view.pinned = { start, length, idx };
+  // A cell chosen here replaces the range another panel pointed at.
+  if (view.marks) {
+    view.marks = null;
+    drawMarks();
+  }
   const grouped = w.cellSize > ctx.state.opened.clusterSize;
   $('map-details-title').textContent = `Guest ${hex(start)}–${hex(start + length - 1)} (${human(length)})`;
   $('map-details-body').replaceChildren(el('p', { class: 'muted' }, 'Looking it up…'));
