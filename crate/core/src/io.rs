@@ -4,6 +4,7 @@
 //! `File.slice` in a worker, where every call costs about 1.5 ms whatever its size
 //! (shared/research/webspike.md). So formats tell the cache what they will need
 //! ([`ReadAt::prefetch`]) and [`CachedFile`] turns that into few, large reads.
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::{sync::Arc, vec, vec::Vec};
 use core::cell::RefCell;
 
@@ -111,20 +112,65 @@ pub fn read_be64_table(f: &dyn ReadAt, what: &'static str, offset: u64, count: u
     read_entries(f, what, offset, count, 8, false, |c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
 }
 
-/// A file plus a bounded cache of large coalesced spans, filled by `prefetch`.
-/// Reads that fall inside a cached span are served from memory; all others go through.
+/// A file plus a bounded cache of the ranges `prefetch` was told about. Nearby ranges are
+/// read together in one large read (each read costs ~1.5 ms in a browser), but only the
+/// ranges asked for are kept, not the bytes between them (data clusters between tables), so
+/// the budget holds the metadata itself and later passes over the same tables (check, then
+/// map, then export plan) find it instead of reading it all again.
+/// Reads that fall inside a kept range are served from memory; all others go through.
 pub struct CachedFile {
     inner: Arc<dyn ReadAt>,
-    spans: RefCell<Vec<(u64, Vec<u8>)>>,
+    spans: RefCell<Spans>,
+}
+
+/// Kept ranges by start offset, and their insertion order for eviction (oldest first).
+/// No kept range lies inside another, so ends grow with starts and the range with the
+/// greatest start at or before an offset is the only one that can cover it.
+#[derive(Default)]
+struct Spans {
+    by_start: BTreeMap<u64, Vec<u8>>,
+    order: VecDeque<u64>,
+    bytes: usize,
+}
+
+impl Spans {
+    fn covering(&self, offset: u64, len: u64) -> Option<(u64, &Vec<u8>)> {
+        let (start, bytes) = self.by_start.range(..=offset).next_back()?;
+        let end = offset.checked_add(len)?;
+        (end <= start + bytes.len() as u64).then_some((*start, bytes))
+    }
+
+    fn remove(&mut self, start: u64) {
+        if let Some(b) = self.by_start.remove(&start) {
+            self.bytes -= b.len();
+            self.order.retain(|&s| s != start);
+        }
+    }
+
+    fn insert(&mut self, start: u64, bytes: Vec<u8>) {
+        let end = start + bytes.len() as u64;
+        if self.covering(start, bytes.len() as u64).is_some() {
+            return;
+        }
+        let inside: Vec<u64> = self.by_start.range(start..end).filter(|(s, b)| **s + b.len() as u64 <= end).map(|(s, _)| *s).collect();
+        for s in inside {
+            self.remove(s);
+        }
+        while self.bytes + bytes.len() > limits::SPAN_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(b) = self.by_start.remove(&old) {
+                self.bytes -= b.len();
+            }
+        }
+        self.bytes += bytes.len();
+        self.by_start.insert(start, bytes);
+        self.order.push_back(start);
+    }
 }
 
 impl CachedFile {
     pub fn new(inner: Arc<dyn ReadAt>) -> Self {
-        CachedFile { inner, spans: RefCell::new(Vec::new()) }
-    }
-
-    fn cached_bytes(spans: &[(u64, Vec<u8>)]) -> usize {
-        spans.iter().map(|(_, b)| b.len()).sum()
+        CachedFile { inner, spans: RefCell::new(Spans::default()) }
     }
 }
 
@@ -134,13 +180,10 @@ impl ReadAt for CachedFile {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let end = offset + buf.len() as u64;
-        for (start, bytes) in self.spans.borrow().iter() {
-            if offset >= *start && end <= start + bytes.len() as u64 {
-                let at = (offset - start) as usize;
-                buf.copy_from_slice(&bytes[at..at + buf.len()]);
-                return Ok(());
-            }
+        if let Some((start, bytes)) = self.spans.borrow().covering(offset, buf.len() as u64) {
+            let at = (offset - start) as usize;
+            buf.copy_from_slice(&bytes[at..at + buf.len()]);
+            return Ok(());
         }
         self.inner.read_at(offset, buf)
     }
@@ -152,36 +195,50 @@ impl ReadAt for CachedFile {
     fn prefetch(&self, ranges: &mut [(u64, u64)]) {
         let size = self.size();
         ranges.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::new();
-        for &(off, len) in ranges.iter() {
-            let end = match off.checked_add(len) {
-                Some(e) if e <= size && len > 0 => e,
-                _ => continue, // out-of-file ranges are the format's to report, not ours
-            };
-            match merged.last_mut() {
-                Some((s, e)) if off <= *e + limits::COALESCE_GAP && end - *s <= limits::MAX_COALESCED_READ => {
-                    *e = (*e).max(end)
+        // The wanted ranges not cached yet, overlapping or touching ones joined into pieces.
+        let mut pieces: Vec<(u64, u64)> = Vec::new();
+        {
+            let spans = self.spans.borrow();
+            for &(off, len) in ranges.iter() {
+                let end = match off.checked_add(len) {
+                    Some(e) if e <= size && len > 0 => e,
+                    _ => continue, // out-of-file ranges are the format's to report, not ours
+                };
+                if spans.covering(off, len).is_some() {
+                    continue;
                 }
-                _ => merged.push((off, end)),
+                match pieces.last_mut() {
+                    Some((_, e)) if off <= *e => *e = (*e).max(end),
+                    _ => pieces.push((off, end)),
+                }
             }
         }
-        let mut spans = self.spans.borrow_mut();
-        for (s, e) in merged {
-            if spans.iter().any(|(cs, b)| s >= *cs && e <= cs + b.len() as u64) {
-                continue;
+        // Pieces close together are read in one go, then kept apart.
+        let mut i = 0;
+        while i < pieces.len() {
+            let (s, mut e) = pieces[i];
+            let mut j = i + 1;
+            while j < pieces.len() && pieces[j].0 <= e + limits::COALESCE_GAP && pieces[j].1 - s <= limits::MAX_COALESCED_READ {
+                e = pieces[j].1;
+                j += 1;
             }
-            let len = (e - s) as usize;
-            if len > limits::SPAN_CACHE_BYTES {
-                continue;
+            let wanted: usize = pieces[i..j].iter().map(|(a, b)| (b - a) as usize).sum();
+            if wanted <= limits::SPAN_CACHE_BYTES {
+                let mut bytes = vec![0u8; (e - s) as usize];
+                // A failed prefetch is not an error: the real read will fail and say where.
+                if self.inner.read_at(s, &mut bytes).is_ok() {
+                    let mut spans = self.spans.borrow_mut();
+                    for &(a, b) in &pieces[i..j] {
+                        let piece = if (a, b) == (s, e) {
+                            core::mem::take(&mut bytes)
+                        } else {
+                            bytes[(a - s) as usize..(b - s) as usize].to_vec()
+                        };
+                        spans.insert(a, piece);
+                    }
+                }
             }
-            while !spans.is_empty() && Self::cached_bytes(&spans) + len > limits::SPAN_CACHE_BYTES {
-                spans.remove(0);
-            }
-            let mut bytes = vec![0u8; len];
-            // A failed prefetch is not an error: the real read will fail and say where.
-            if self.inner.read_at(s, &mut bytes).is_ok() {
-                spans.push((s, bytes));
-            }
+            i = j;
         }
     }
 }
@@ -318,6 +375,26 @@ mod tests {
         assert_eq!(inner.1.get(), 2, "served from the span");
         f.read_at(900_000, &mut b).unwrap();
         assert_eq!(inner.1.get(), 3, "outside every span: read through");
+    }
+
+    #[test]
+    fn prefetch_keeps_the_ranges_asked_for_not_the_gaps_between() {
+        let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+        let inner = Arc::new(Counting(MemFile(data.clone()), Cell::new(0)));
+        let f = CachedFile::new(inner.clone());
+        // Tables of 64 KiB with 100 KiB of data between them: one read for all.
+        let mut tables: Vec<(u64, u64)> = (0..20).map(|i| (i * 164 * 1024, 64 * 1024)).collect();
+        f.prefetch(&mut tables.clone());
+        assert_eq!(inner.1.get(), 1);
+        assert_eq!(f.spans.borrow().bytes, 20 * 64 * 1024, "only the tables are kept");
+        f.prefetch(&mut tables);
+        assert_eq!(inner.1.get(), 1, "a second pass finds them all cached");
+        let mut b = [0u8; 1000];
+        f.read_at(5 * 164 * 1024 + 100, &mut b).unwrap();
+        assert_eq!(&b[..], &data[5 * 164 * 1024 + 100..5 * 164 * 1024 + 1100]);
+        assert_eq!(inner.1.get(), 1);
+        f.read_at(5 * 164 * 1024 + 64 * 1024, &mut b).unwrap();
+        assert_eq!(inner.1.get(), 2, "bytes between tables are read when asked for");
     }
 
     #[test]
