@@ -91,13 +91,23 @@ pub fn codec(data: &[u8]) {
 fn exercise(chain: &Chain) {
     let _ = Report::new(chain);
     let _ = chain.cells(4096);
+    let (size, unit) = (chain.virtual_size(), chain.top().info().cluster_size);
+    let _ = chain.cells_in(size / 3, size / 4 + 1, unit, 4096);
     for layer in &chain.layers {
-        let _ = layer.image.check();
-        let _ = layer.image.records();
-        let _ = layer.image.block_versions(0, 1 << 20);
-        let _ = diskscope_core::delta::histogram(&*layer.image);
+        let image = &layer.image;
+        let _ = image.check();
+        let _ = image.records();
+        let _ = image.host_map(4096);
+        for g in image.grids() {
+            let _ = chain.cells_at(g.size, 4096);
+        }
+        let size = image.info().virtual_size;
+        for guest in [0, size / 2, size.saturating_sub(1)].into_iter().filter(|&g| g < size) {
+            let _ = image.cluster_fields(guest);
+        }
+        let _ = image.block_versions(0, 1 << 20);
+        let _ = diskscope_core::delta::histogram(&**image);
     }
-    let size = chain.virtual_size();
     let mut entries: Vec<MapEntry> = Vec::new();
     let _ = chain.map(0, size.min(1 << 30), &mut entries);
     let mut parts = 0u32;
