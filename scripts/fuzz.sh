@@ -123,6 +123,8 @@ for t in "${targets[@]}"; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log-$t")
     printf 'fuzz: %-14s %3ss %8s runs | %s\n' "$t" $((SECONDS - start)) "${execs:-?}" "$last"
     grep -E 'ERROR|SUMMARY|panicked|Test unit written' "$work/log-$t" || true
+    # A CI corpus is thrown away (the next pass starts fresh): do not keep its megabytes.
+    [ "$mode" = ci ] && rm -rf "$corpus"
     if [ -n "$(ls -A fuzz/artifacts/"$t" 2>/dev/null)" ]; then
         echo "fuzz: $t found a failing input: fuzz/artifacts/$t/ (add it to fuzz/regressions/$t/ once fixed)" >&2
         failed+=("$t")
