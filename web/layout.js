@@ -275,7 +275,7 @@ function renderDiagram(l) {
     const cont = ps.find((p) => p.skipped !== undefined);
     if (cont) {
       out.push(el('div', { class: 'hd-row hd-cont' }, el('span', { class: 'hd-off' }, '⋮'),
-        el('span', { class: 'hd-contlabel' }, `${cont.f.name} continues for ${(cont.skipped * ROW).toLocaleString('en-US')} more bytes`)));
+        el('span', { class: 'hd-contlabel' }, `${(cont.skipped * ROW).toLocaleString('en-US')} more bytes of ${cont.f.name}`)));
       prev = row + cont.skipped - 1;
       continue;
     }

@@ -725,6 +725,16 @@ impl Image for Qcow2 {
                 }
             }
         }
+        // Refcount blocks: the refcount table's non-zero entries (an unreadable table lists none).
+        let mut table = vec![0u8; (h.refcount_table_clusters as u64 * self.cluster).min(MAX_REFTABLE_BYTES) as usize];
+        if read_clipped(&*self.file, h.refcount_table_offset, &mut table).is_ok() {
+            for (i, e) in table.chunks_exact(8).enumerate() {
+                let off = be64(e, 0) & REFT_OFFSET_MASK;
+                if off != 0 && off < self.file_size {
+                    v.push(r(format!("refcount block {}", i), RegionKind::Table, off, self.cluster));
+                }
+            }
+        }
         if h.nb_snapshots > 0 {
             v.push(r(String::from("snapshot table"), RegionKind::Table, h.snapshots_offset, self.snaps.bytes));
             for s in &self.snaps.entries {
