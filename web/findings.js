@@ -42,12 +42,12 @@ export function rows(findings, clusterSize) {
         : ''),
       el('td', {}, capital(f.message),
         hasGuest
-          ? el('button', {
+          ? el('span', { class: 'finding-links' }, el('button', {
             type: 'button',
-            class: 'link show-guest',
+            class: 'btn small show-guest',
             'aria-label': `Show guest offset ${f.guest} on the map`,
             onclick: () => document.dispatchEvent(new CustomEvent(SHOW_GUEST, { detail: { start: f.guest, length: Math.max(1, clusterSize || 1), label } })),
-          }, ` guest ${hex(f.guest)} on the map`)
+          }, `Guest ${hex(f.guest)} on the map`))
           : null),
     );
   });

@@ -131,7 +131,8 @@ export function show({ file, offset = 0, length = 1, label = '' } = {}) {
   setFile(name, offset, false);
   const end = Math.min(offset + length, Math.max(view.size, offset + 1));
   view.hl = { start: offset, end, label };
-  view.anchor = view.caret = null;
+  view.anchor = null; // no selection yet; the keyboard starts from the range's first byte
+  view.caret = offset < view.size ? offset : null;
   $('hex-label').replaceChildren(
     el('strong', {}, label ? capital(label) : 'Bytes'),
     ` · ${name} ${hex(offset)}–${hex(end - 1)} (${(end - offset).toLocaleString('en-US')} byte${end - offset === 1 ? '' : 's'})`,
@@ -299,5 +300,5 @@ function onKey(ev) {
   ev.preventDefault();
   to = Math.min(Math.max(0, to), view.size - 1);
   if (ev.key === 'PageUp' || ev.key === 'PageDown') scrollTo(view.top + moves[ev.key], false);
-  select(ev.shiftKey && view.anchor !== null ? view.anchor : to, to);
+  select(ev.shiftKey ? (view.anchor ?? caret) : to, to);
 }

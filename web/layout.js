@@ -169,6 +169,11 @@ function draw(canvas, from, to) {
       const x1 = Math.min(width, x(it.offset + it.length));
       g.fillStyle = COLOR[it.kind] || '#000';
       g.fillRect(Math.floor(x0), 0, Math.max(1, Math.ceil(x1) - Math.floor(x0)), height);
+      // Neighbours of one kind (a table after a table) keep a visible seam when there is room.
+      if (pass === 'meta' && x1 - x0 >= 8) {
+        g.fillStyle = 'rgba(255, 255, 255, 0.7)';
+        g.fillRect(Math.floor(x0), 0, 1, height);
+      }
     }
   }
   strips.push({ canvas, from, to, width });
