@@ -135,3 +135,30 @@ test('single file: a field clicked shows its bytes (read in the worker, no serve
   assert.deepEqual(errors, []);
   await p.context().close();
 });
+
+test('a 256 GiB file: the hex view pages through its end without reading the rest', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  const G = 1024 * 1024 * 1024;
+  sh('truncate', ['-s', String(256 * G), 'huge.raw'], dir);
+  sh('qemu-io', ['-f', 'raw', '-c', `write -P 0xab ${256 * G - 4096} 4096`, 'huge.raw'], dir);
+  sh('qemu-img', ['create', '-q', '-f', 'qed', '-b', 'huge.raw', '-F', 'raw', 'huge.qed', String(256 * G)], dir);
+  await p.goto(server.url);
+  await p.setInputFiles('#file-input', [join(dir, 'huge.qed'), join(dir, 'huge.raw')]);
+  await p.waitForSelector('#view[data-ready="true"]');
+  await p.selectOption('#hex-file', 'huge.raw');
+  await p.focus('#hex-grid');
+  await p.keyboard.press('Control+End');
+  await p.waitForFunction(() => document.getElementById('hex-grid').dataset.loaded === 'true');
+  assert.equal(Number(await p.getAttribute('#hex-grid', 'data-top')), 256 * G - 256);
+  const last = await p.$$eval('#hex-grid .hex-b[data-i]', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(last, Array(256).fill('ab'), 'the last rows are the bytes written there');
+  await p.keyboard.press('PageUp');
+  await p.waitForFunction(() => document.getElementById('hex-grid').dataset.loaded === 'true');
+  assert.equal(Number(await p.getAttribute('#hex-grid', 'data-top')), 256 * G - 512);
+  // The slider is the file's scroll bar: its last position is the last screen of rows.
+  assert.equal(Number(await p.getAttribute('#hex-pos', 'max')), (256 * G) / 16 - 16);
+  assert.match(await p.textContent('#hex-where'), /256 GiB/);
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
