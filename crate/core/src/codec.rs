@@ -34,6 +34,11 @@ pub fn decode(codec: Codec, input: &[u8], out: &mut [u8]) -> Result<Fill, String
     }
 }
 
+#[cfg(feature = "native-zstd")]
+use zstd_native as zstd;
+#[cfg(not(feature = "native-zstd"))]
+use zstd_rust as zstd;
+
 fn inflate(input: &[u8], out: &mut [u8], zlib: bool) -> Result<Fill, String> {
     let mut state = Box::<DecompressorOxide>::default();
     let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF
@@ -50,7 +55,36 @@ fn inflate(input: &[u8], out: &mut [u8], zlib: bool) -> Result<Fill, String> {
     }
 }
 
-fn zstd(mut input: &[u8], out: &mut [u8]) -> Result<Fill, String> {
+/// libzstd's streaming decoder, with the same semantics as the pure-Rust one below:
+/// frames follow one another until `out` is full; what follows is ignored.
+#[cfg(feature = "native-zstd")]
+fn zstd_native(input: &[u8], out: &mut [u8]) -> Result<Fill, String> {
+    use zstd_safe::{DCtx, InBuffer, OutBuffer};
+    let len = out.len();
+    if len == 0 {
+        return Ok(Fill::Exact);
+    }
+    let mut dctx = DCtx::create();
+    let mut src = InBuffer::around(input);
+    let mut dst = OutBuffer::around(out);
+    loop {
+        let (was_in, was_out) = (src.pos(), dst.pos());
+        let hint = dctx
+            .decompress_stream(&mut dst, &mut src)
+            .map_err(|code| format!("the zstd data is not valid after {} bytes: {}", dst.pos(), zstd_safe::get_error_name(code)))?;
+        if dst.pos() == len {
+            return Ok(if hint == 0 { Fill::Exact } else { Fill::Overflow });
+        }
+        // With room left in `out`, a call that moves neither buffer has no more to give.
+        if (src.pos(), dst.pos()) == (was_in, was_out) {
+            return Err(format!("the zstd data is cut short after {} of {} bytes", dst.pos(), len));
+        }
+    }
+}
+
+/// The pure-Rust decoder, the one the page runs (and the only one without the feature).
+#[cfg_attr(feature = "native-zstd", allow(dead_code))]
+fn zstd_rust(mut input: &[u8], out: &mut [u8]) -> Result<Fill, String> {
     use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
     use ruzstd::io::Read;
     let mut fd = FrameDecoder::new();
@@ -130,5 +164,40 @@ mod tests {
         let mut out = vec![0u8; 4096];
         assert!(decode(Codec::Zstd, &[], &mut out).unwrap_err().contains("cut short"));
         assert!(decode(Codec::Zstd, &[1, 2, 3, 4, 5, 6, 7, 8], &mut out).is_err());
+    }
+
+    /// The CLI decodes with libzstd, the page with ruzstd: both must read every cluster alike.
+    #[cfg(feature = "native-zstd")]
+    #[test]
+    fn libzstd_and_ruzstd_agree() {
+        use ruzstd::encoding::{compress_to_vec, CompressionLevel};
+        let data = sample();
+        let (a, b) = data.split_at(20000);
+        let mut c = compress_to_vec(a, CompressionLevel::Fastest);
+        c.extend(compress_to_vec(b, CompressionLevel::Fastest));
+        c.extend_from_slice(&[0xAB; 100]);
+        let sizes = [0, 1, 5000, 20000, data.len(), data.len() * 2];
+        let same = |input: &[u8], strict: bool| {
+            for &n in &sizes {
+                let (mut x, mut y) = (vec![0u8; n], vec![0u8; n]);
+                let (rx, ry) = (zstd_native(input, &mut x), zstd_rust(input, &mut y));
+                match (&rx, &ry) {
+                    (Ok(p), Ok(q)) => assert_eq!((p, &x), (q, &y), "{} bytes in, {} out", input.len(), n),
+                    (Err(_), Err(_)) => {}
+                    // Damaged data: one decoder may check more than the other, never panic.
+                    _ => assert!(!strict, "{} bytes in, {} out: libzstd {:?}, ruzstd {:?}", input.len(), n, rx, ry),
+                }
+            }
+        };
+        same(&c, true);
+        same(&[], true);
+        for cut in (0..c.len()).step_by(97) {
+            same(&c[..cut], true);
+        }
+        for at in (0..c.len()).step_by(53) {
+            let mut d = c.clone();
+            d[at] ^= 0x5A;
+            same(&d, false);
+        }
     }
 }
