@@ -70,7 +70,7 @@ if [ "$mode" = coverage ]; then
         corpus="$work/corpus-$t"
         [ -d "$corpus" ] || continue
         rm -rf "$work/cov-$t" && mkdir -p "$work/cov-$t"
-        LLVM_PROFILE_FILE="$work/cov-$t/%p-%m.profraw" "$bin/$t" -runs=0 "$corpus" >/dev/null 2>&1 || true
+        LLVM_PROFILE_FILE="$work/cov-$t/%p-%m.profraw" "$bin/$t" -runs=0 -max_len=8388608 "$corpus" >/dev/null 2>&1 || true
         "$tools/llvm-profdata" merge -sparse "$work/cov-$t"/*.profraw -o "$work/cov-$t.profdata"
         report() { "$tools/llvm-cov" report "$bin/$t" -instr-profile="$work/cov-$t.profdata" "$@" 2>/dev/null | tail -1; }
         # Columns of the TOTAL line: regions, missed, cover, functions, missed, executed, lines, missed, cover...
