@@ -50,14 +50,20 @@ const layersOf = (report) => {
   return [top, ...chain];
 };
 
-/** A new image was opened: draw its top file now, and again once data runs arrive. */
-export async function reset(opened, seq) {
+/** A new image was opened: draw its files' regions now; the data runs follow
+ * (`loadHostData`). */
+export function reset(opened) {
   layers = layersOf(opened.report);
   hostData = null;
   current = 0;
   $('layout-file').replaceChildren(...layers.map((l, i) => el('option', { value: String(i) }, `${l.filename}${i ? ` (backing file ${i})` : ''}`)));
   $('layout-file-label').hidden = layers.length < 2;
   render();
+}
+
+/** Where each layer's guest data sits in its file. Asked for once the map is drawn: it
+ * walks the whole map again, and the worker answers in order. */
+export async function loadHostData(seq) {
   try {
     const runs = await ctx.client.call({ type: 'hostdata', max: 100000 });
     if (seq !== ctx.state.openSeq) return;

@@ -139,6 +139,7 @@ async function openFiles(added, { mode = 'replace', top, view, demo: sample } = 
     $('view').dataset.ready = 'true';
     views.loadVersions(seq);
     views.loadHostMap(seq);
+    layout.loadHostData(seq);
     exporter.loadSummary(seq);
   } catch (err) {
     if (seq !== state.openSeq || (err && err.kind === 'superseded')) return;
@@ -277,7 +278,7 @@ function renderOpened(o) {
   views.renderSnapshots(o);
   exporter.reset();
   hexview.reset(o);
-  layout.reset(o, state.openSeq);
+  layout.reset(o);
   reports.reset();
 }
 
