@@ -128,42 +128,81 @@ pub struct CachedFile {
 /// greatest start at or before an offset is the only one that can cover it.
 #[derive(Default)]
 struct Spans {
-    by_start: BTreeMap<u64, Vec<u8>>,
+    by_start: BTreeMap<u64, Span>,
     order: VecDeque<u64>,
+    /// What the kept spans cost in memory, held under [`limits::SPAN_CACHE_BYTES`].
     bytes: usize,
 }
 
+/// Pages of a kept range are stored only when they hold a non-zero byte: the tables of a
+/// large sparse disk are mostly zeros (a 256 GiB QED with 64 KiB in every GiB has 32 MiB of
+/// L2 tables with one entry in each), and held whole they would not fit the budget, so
+/// every pass over them (check, map, plan) would read them all again.
+const PAGE: usize = 4096;
+
+struct Span {
+    len: usize,
+    pages: Vec<Option<Vec<u8>>>,
+}
+
+impl Span {
+    fn new(bytes: &[u8]) -> Span {
+        let pages = bytes.chunks(PAGE).map(|c| c.iter().any(|&b| b != 0).then(|| c.to_vec())).collect();
+        Span { len: bytes.len(), pages }
+    }
+
+    fn cost(&self) -> usize {
+        self.pages.len() * core::mem::size_of::<Option<Vec<u8>>>() + self.pages.iter().flatten().map(Vec::len).sum::<usize>()
+    }
+
+    /// `buf.len()` bytes from `at` (the caller checked they lie inside).
+    fn copy_to(&self, at: usize, buf: &mut [u8]) {
+        let mut pos = 0;
+        while pos < buf.len() {
+            let (page, within) = ((at + pos) / PAGE, (at + pos) % PAGE);
+            let n = (PAGE - within).min(buf.len() - pos);
+            match &self.pages[page] {
+                Some(p) => buf[pos..pos + n].copy_from_slice(&p[within..within + n]),
+                None => buf[pos..pos + n].fill(0),
+            }
+            pos += n;
+        }
+    }
+}
+
 impl Spans {
-    fn covering(&self, offset: u64, len: u64) -> Option<(u64, &Vec<u8>)> {
-        let (start, bytes) = self.by_start.range(..=offset).next_back()?;
+    fn covering(&self, offset: u64, len: u64) -> Option<(u64, &Span)> {
+        let (start, span) = self.by_start.range(..=offset).next_back()?;
         let end = offset.checked_add(len)?;
-        (end <= start + bytes.len() as u64).then_some((*start, bytes))
+        (end <= start + span.len as u64).then_some((*start, span))
     }
 
     fn remove(&mut self, start: u64) {
         if let Some(b) = self.by_start.remove(&start) {
-            self.bytes -= b.len();
+            self.bytes -= b.cost();
             self.order.retain(|&s| s != start);
         }
     }
 
-    fn insert(&mut self, start: u64, bytes: Vec<u8>) {
+    fn insert(&mut self, start: u64, bytes: &[u8]) {
         let end = start + bytes.len() as u64;
         if self.covering(start, bytes.len() as u64).is_some() {
             return;
         }
-        let inside: Vec<u64> = self.by_start.range(start..end).filter(|(s, b)| **s + b.len() as u64 <= end).map(|(s, _)| *s).collect();
+        let inside: Vec<u64> = self.by_start.range(start..end).filter(|(s, b)| **s + b.len as u64 <= end).map(|(s, _)| *s).collect();
         for s in inside {
             self.remove(s);
         }
-        while self.bytes + bytes.len() > limits::SPAN_CACHE_BYTES {
+        let span = Span::new(bytes);
+        let cost = span.cost();
+        while self.bytes + cost > limits::SPAN_CACHE_BYTES {
             let Some(old) = self.order.pop_front() else { break };
             if let Some(b) = self.by_start.remove(&old) {
-                self.bytes -= b.len();
+                self.bytes -= b.cost();
             }
         }
-        self.bytes += bytes.len();
-        self.by_start.insert(start, bytes);
+        self.bytes += cost;
+        self.by_start.insert(start, span);
         self.order.push_back(start);
     }
 }
@@ -180,9 +219,8 @@ impl ReadAt for CachedFile {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        if let Some((start, bytes)) = self.spans.borrow().covering(offset, buf.len() as u64) {
-            let at = (offset - start) as usize;
-            buf.copy_from_slice(&bytes[at..at + buf.len()]);
+        if let Some((start, span)) = self.spans.borrow().covering(offset, buf.len() as u64) {
+            span.copy_to((offset - start) as usize, buf);
             return Ok(());
         }
         self.inner.read_at(offset, buf)
@@ -229,12 +267,7 @@ impl ReadAt for CachedFile {
                 if self.inner.read_at(s, &mut bytes).is_ok() {
                     let mut spans = self.spans.borrow_mut();
                     for &(a, b) in &pieces[i..j] {
-                        let piece = if (a, b) == (s, e) {
-                            core::mem::take(&mut bytes)
-                        } else {
-                            bytes[(a - s) as usize..(b - s) as usize].to_vec()
-                        };
-                        spans.insert(a, piece);
+                        spans.insert(a, &bytes[(a - s) as usize..(b - s) as usize]);
                     }
                 }
             }
@@ -386,7 +419,8 @@ mod tests {
         let mut tables: Vec<(u64, u64)> = (0..20).map(|i| (i * 164 * 1024, 64 * 1024)).collect();
         f.prefetch(&mut tables.clone());
         assert_eq!(inner.1.get(), 1);
-        assert_eq!(f.spans.borrow().bytes, 20 * 64 * 1024, "only the tables are kept");
+        let slots = 20 * (64 * 1024 / PAGE) * core::mem::size_of::<Option<Vec<u8>>>();
+        assert_eq!(f.spans.borrow().bytes, 20 * 64 * 1024 + slots, "only the tables are kept");
         f.prefetch(&mut tables);
         assert_eq!(inner.1.get(), 1, "a second pass finds them all cached");
         let mut b = [0u8; 1000];
@@ -395,6 +429,37 @@ mod tests {
         assert_eq!(inner.1.get(), 1);
         f.read_at(5 * 164 * 1024 + 64 * 1024, &mut b).unwrap();
         assert_eq!(inner.1.get(), 2, "bytes between tables are read when asked for");
+    }
+
+    #[test]
+    fn zero_pages_of_kept_ranges_cost_no_bytes_and_read_back_as_zeros() {
+        // A sparse disk's L2 tables: 256 KiB each, one entry set near the middle of each.
+        // Each table is followed by a 64 KiB data cluster (not kept).
+        let table = 256 * 1024u64;
+        let step = table + 64 * 1024;
+        let mut data = vec![0u8; (200 * step) as usize];
+        for t in 0..200 {
+            let at = (t * step + 100_000) as usize;
+            data[at..at + 8].copy_from_slice(&(t + 1).to_be_bytes());
+            data[(t * step + table) as usize..((t + 1) * step) as usize].fill(0xAB);
+        }
+        let inner = Arc::new(Counting(MemFile(data.clone()), Cell::new(0)));
+        let f = CachedFile::new(inner.clone());
+        let mut tables: Vec<(u64, u64)> = (0..200).map(|t| (t * step, table)).collect();
+        f.prefetch(&mut tables.clone());
+        let reads = inner.1.get();
+        assert!(reads > 0);
+        // 50 MiB of tables, but one stored page each: all kept under the 16 MiB budget.
+        assert!(f.spans.borrow().bytes <= 200 * (PAGE + 64 * 24), "{}", f.spans.borrow().bytes);
+        f.prefetch(&mut tables);
+        assert_eq!(inner.1.get(), reads, "a second pass reads nothing");
+        // Reads across zero and stored pages, and across page boundaries, give the file's bytes.
+        for (at, len) in [(0u64, 10usize), (99_990, 30), (4090, 20), (7 * step + 95_000, 10_000), (199 * step, table as usize)] {
+            let mut b = vec![0xEEu8; len];
+            f.read_at(at, &mut b).unwrap();
+            assert_eq!(&b[..], &data[at as usize..at as usize + len], "at {}", at);
+        }
+        assert_eq!(inner.1.get(), reads, "all served from the kept pages");
     }
 
     #[test]
