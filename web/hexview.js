@@ -95,6 +95,13 @@ export function reset(opened) {
   $('hex-label').textContent = '';
 }
 
+/** Once the map is drawn: fill the view with the top file's first bytes (its header) so the
+ * card is never an empty box. Not at `reset`, where the read would queue in the worker
+ * ahead of the map. */
+export function fill(seq) {
+  if (seq === ctx.state.openSeq && ctx.state.opened && view.session && !view.hl) draw();
+}
+
 function fileInfo(name) {
   return ctx.state.opened && ctx.state.opened.files.find((f) => f.name === name);
 }

@@ -140,6 +140,7 @@ async function openFiles(added, { mode = 'replace', top, view, demo: sample } = 
     views.loadVersions(seq);
     views.loadHostMap(seq);
     layout.loadHostData(seq);
+    hexview.fill(seq);
     exporter.loadSummary(seq);
   } catch (err) {
     if (seq !== state.openSeq || (err && err.kind === 'superseded')) return;
