@@ -31,9 +31,68 @@ export function forgetPlan() {
   cachedPlan = null;
 }
 
-function getPlan() {
-  if (!cachedPlan) {
-    const plan = wasm_bindgen.plan();
+/** Most parts a download Blob is built from. Blob assembly slows down past about 100k parts
+ * (shared/research/webspike.md), so the plan of a very fragmented image (a stored run per
+ * cluster, out of order) has its shortest runs read through the core instead, as decoded
+ * chunks, until it fits: the bytes then count as decoded when the path is chosen. */
+const MAX_PARTS = 50000;
+const KIND_COMPUTED = 2;
+
+/** Blob parts an entry of the plan becomes. */
+function partsOf(kind, length) {
+  if (kind === KIND_FILE) return 1;
+  if (kind === KIND_ZERO) {
+    const big = 2 ** ZERO_MAX_LOG2;
+    let n = Math.floor(length / big);
+    for (let r = length % big; r > 0; r &= r - 1) n++;
+    return n;
+  }
+  return Math.ceil(length / COMPUTED_CHUNK);
+}
+
+/** The plan with every stored or zero run shorter than `below` merged, with its computed
+ * neighbours, into runs the core reads (guest offset in the second slot). */
+function fold(plan, count, below) {
+  const out = [];
+  let guest = 0;
+  let run = -1; // guest start of the run being merged, or -1
+  const flush = (end) => {
+    if (run >= 0) out.push(KIND_COMPUTED, run, 0, end - run);
+    run = -1;
+  };
+  for (let i = 0; i < count; i++) {
+    const kind = plan[4 * i];
+    const length = plan[4 * i + 3];
+    if (kind !== KIND_FILE && kind !== KIND_ZERO) {
+      if (run < 0) run = guest; // decoded already: joins the run
+    } else if (length < below) {
+      if (run < 0) run = guest;
+    } else {
+      flush(guest);
+      out.push(kind, plan[4 * i + 1], plan[4 * i + 2], length);
+    }
+    guest += length;
+  }
+  flush(guest);
+  return Float64Array.from(out);
+}
+
+function countParts(plan) {
+  let n = 0;
+  for (let i = 0; i < plan.length; i += 4) n += partsOf(plan[i], plan[i + 3]);
+  return n;
+}
+
+function getPlan(maxParts = MAX_PARTS) {
+  if (!cachedPlan || cachedPlan.maxParts !== maxParts) {
+    let plan = wasm_bindgen.plan();
+    let parts = countParts(plan);
+    let foldedBelow = 0;
+    for (let below = 64 << 10; parts > maxParts && below <= 2 ** 40; below *= 4) {
+      plan = fold(plan, plan.length / 4, below);
+      parts = countParts(plan);
+      foldedBelow = below;
+    }
     const count = plan.length / 4;
     let total = 0;
     let computed = 0;
@@ -49,15 +108,15 @@ function getPlan() {
         computedParts += Math.ceil(length / COMPUTED_CHUNK);
       }
     }
-    cachedPlan = { plan, count, total, computed, fileParts, computedParts };
+    cachedPlan = { plan, count, total, computed, fileParts, computedParts, parts, foldedBelow, maxParts };
   }
   return cachedPlan;
 }
 
 /** What the page needs to choose a path before any work starts. */
-export function summary() {
-  const { count, total, computed, fileParts, computedParts } = getPlan();
-  return { planParts: count, total, computed, fileParts, computedParts };
+export function summary(maxParts) {
+  const { count, total, computed, fileParts, computedParts, parts, foldedBelow } = getPlan(maxParts);
+  return { planParts: count, total, computed, fileParts, computedParts, parts, foldedBelow };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -150,7 +209,7 @@ async function readable(blob) {
 
 export async function exportBlob(msg, ctx) {
   const { id } = msg;
-  const { plan, count, total, computed } = getPlan();
+  const { plan, count, total, computed } = getPlan(msg.maxParts);
   const files = ctx.files();
   const useScratch = computed > (msg.memoryLimit ?? Infinity);
   if (useScratch && !msg.scratch) {

@@ -24,6 +24,13 @@ const MEMORY_LIMIT = (() => {
   return Number.isFinite(v) && v > 0 ? v : 1 << 30;
 })();
 
+/** Most Blob parts; `?max-parts=N` sets another (the tests reach the folding with small
+ * images). Unset, the worker's own bound applies. */
+const MAX_PARTS = (() => {
+  const v = Number(new URLSearchParams(location.search).get('max-parts'));
+  return Number.isFinite(v) && v > 0 ? v : undefined;
+})();
+
 let ctx = null; // {state, client, showError}
 const job = { id: null };
 let downloadUrl = null;
@@ -84,6 +91,7 @@ export function reset() {
   summary = null;
   $('export-path').textContent = '';
   delete $('export-path').dataset.path;
+  delete $('export-path').dataset.parts;
   const o = ctx.state.opened;
   const refusal = o && ctx.refusal(o);
   if (refusal) {
@@ -102,7 +110,7 @@ export async function loadSummary(seq) {
   const o = ctx.state.opened;
   if (!o || ctx.refusal(o)) return;
   try {
-    const s = await ctx.client.call({ type: 'export-summary' });
+    const s = await ctx.client.call({ type: 'export-summary', maxParts: MAX_PARTS });
     if (seq !== ctx.state.openSeq) return;
     summary = s;
     await describePath();
@@ -132,6 +140,7 @@ async function describePath() {
   const path = await chosenPath();
   const p = $('export-path');
   p.dataset.path = path;
+  if (summary) p.dataset.parts = String(summary.parts);
   const refs = 'Download raw builds the raw image from references to your files and to zero blocks, so nothing is copied until the browser saves it';
   const dec = summary ? human(summary.computed) : '';
   const texts = {
@@ -262,7 +271,7 @@ async function startDownload() {
   const path = await chosenPath();
   if (path === 'refused') return;
   const name = downloadName();
-  const r = await run({ type: 'export', memoryLimit: MEMORY_LIMIT, scratch: await scratchOk });
+  const r = await run({ type: 'export', memoryLimit: MEMORY_LIMIT, maxParts: MAX_PARTS, scratch: await scratchOk });
   if (!r) return;
   revoke();
   downloadUrl = URL.createObjectURL(r.blob);

@@ -15,7 +15,7 @@
 //                                                   with start/length only that guest window (zoomed in)
 //     {type: 'lookup', id, start, length, limit, layer?}  where guest bytes live
 //                                                   (cells and lookup: `layer` k maps that layer alone)
-//     {type: 'export-summary', id}                  the plan's size: total, computed bytes, parts
+//     {type: 'export-summary', id, maxParts?}       the plan's size: total, computed bytes, parts
 //     {type: 'export', id, memoryLimit, scratch}    build the raw image as a Blob (export-work.js)
 //     {type: 'export-write', id, handle}            write it into a FileSystemFileHandle
 //     {type: 'sha256', id}                          SHA-256 of the raw image
@@ -158,7 +158,7 @@ async function handle(msg) {
     case 'lookup':
       return { value: wasm_bindgen.lookup(msg.start, msg.length, msg.limit || 8, msg.layer ?? undefined) };
     case 'export-summary':
-      return { value: exporter.summary() };
+      return { value: exporter.summary(msg.maxParts) };
     case 'export':
     case 'export-write':
     case 'sha256': {

@@ -56,3 +56,28 @@ test('export shows progress, can be cancelled, and then completes byte-identical
   assert.deepEqual(errors, []);
   await p.context().close();
 });
+
+test('past the part bound, short runs are read through the core instead, and the download is the same', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  const open = async (query) => {
+    await p.goto(`${server.url}${query}`);
+    await p.setInputFiles('#file-input', join(dir, 'frag.qed'));
+    await p.waitForSelector('#view[data-ready="true"]');
+    await p.waitForSelector('#export-path[data-parts]');
+    return p.$eval('#export-path', (x) => ({ path: x.dataset.path, parts: Number(x.dataset.parts) }));
+  };
+  // Unbounded here: one reference per stored run, zero Blobs for the holes, nothing decoded.
+  const whole = await open('');
+  assert.equal(whole.path, 'references');
+  assert.ok(whole.parts >= 16000, `${whole.parts} parts`);
+  // Bounded at 1000: the 4 KiB runs are merged and read through the core, in chunks.
+  const folded = await open('?max-parts=1000');
+  assert.equal(folded.path, 'memory', 'the folded runs count as decoded bytes');
+  assert.ok(folded.parts <= 1000, `${folded.parts} parts`);
+  const [download] = await Promise.all([p.waitForEvent('download', { timeout: 60000 }), p.click('#export-btn')]);
+  const got = readFileSync(await download.path());
+  assert.ok(got.equals(readFileSync(join(dir, 'expected.raw'))), 'the raw image differs from qemu-img convert -O raw');
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
