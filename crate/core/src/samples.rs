@@ -65,6 +65,21 @@ pub fn find(name: &str) -> Option<&'static Demo> {
     all().iter().copied().find(|d| d.name.eq_ignore_ascii_case(name))
 }
 
+/// Write `v` at `at` in a file being built, growing it as needed (the table-based writers
+/// fill tables after the clusters they point to).
+pub(crate) fn put(b: &mut Vec<u8>, at: u64, v: &[u8]) {
+    let at = at as usize;
+    if b.len() < at + v.len() {
+        b.resize(at + v.len(), 0);
+    }
+    b[at..at + v.len()].copy_from_slice(v);
+}
+
+/// The big-endian u64 at `at`.
+pub(crate) fn get64(b: &[u8], at: u64) -> u64 {
+    u64::from_be_bytes(b[at as usize..at as usize + 8].try_into().unwrap())
+}
+
 /// `len` bytes of readable text naming what they are, so the bytes of a sample look like
 /// a file's and each cluster can be told apart in a hex view.
 pub fn text(label: &str, len: usize) -> Vec<u8> {

@@ -5,16 +5,7 @@ use alloc::{vec, vec::Vec};
 
 use crate::samples::{text, Demo, Sample};
 
-pub(crate) fn put(b: &mut Vec<u8>, at: u64, v: &[u8]) {
-    let at = at as usize;
-    if b.len() < at + v.len() {
-        b.resize(at + v.len(), 0);
-    }
-    b[at..at + v.len()].copy_from_slice(v);
-}
-pub(crate) fn get64(b: &[u8], at: u64) -> u64 {
-    u64::from_be_bytes(b[at as usize..at as usize + 8].try_into().unwrap())
-}
+pub(crate) use crate::samples::{get64, put};
 
 pub(crate) struct Writer {
     pub cs: u64,
