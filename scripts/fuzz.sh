@@ -113,13 +113,17 @@ for t in "${targets[@]}"; do
     done
     printf 'fuzz: %-14s %s\n' "$t" "${limits[*]}"
     start=$SECONDS
-    # VHDX's structures sit at MiB offsets (a small image is 5-7 MiB); VPC's and
-    # Parallels' qemu-img seeds are 2 MiB.
-    case "$t" in fmt_vhdx) max_len=8388608 ;; fmt_vpc | fmt_parallels | chain | inspect) max_len=2200000 ;; *) max_len=1100000 ;; esac
+    # VPC's and Parallels' qemu-img seeds are 2 MiB, and VHDX's dirty-log seed (random log
+    # data) is as long. Larger files (VHDX's structures at MiB offsets, GOW's 4-32 MiB
+    # tables) come in SparseFile's compact form (exercise.rs).
+    case "$t" in fmt_vpc | fmt_parallels | fmt_vhdx | chain | inspect) max_len=2200000 ;; *) max_len=1100000 ;; esac
     "$bin/$t" "${limits[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" "$corpus" "${extra[@]}" >"$work/log-$t" 2>&1 || true
     # The last status line carries libFuzzer's coverage figures (cov: edges, ft: features).
     last=$(grep -E '^#[0-9]+' "$work/log-$t" | tail -1 | sed -E 's/ +/ /g')
+    # Where the kept corpus started (a long run's plateau shows as little between the two).
+    first=$(sed -nE 's/^#[0-9]+[[:space:]]+INITED cov: ([0-9]+) ft: ([0-9]+).*/\1 \2/p' "$work/log-$t" | head -1)
+    [ "$mode" = ci ] || printf 'fuzz: %-14s corpus started at cov/ft %s\n' "$t" "${first:-?}"
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log-$t")
     printf 'fuzz: %-14s %3ss %8s runs | %s\n' "$t" $((SECONDS - start)) "${execs:-?}" "$last"
     grep -E 'ERROR|SUMMARY|panicked|Test unit written' "$work/log-$t" || true

@@ -5,16 +5,26 @@
 use std::sync::Arc;
 
 use diskscope_core::codec::{decode, Codec};
-use diskscope_core::{io::MemFile, map::MapEntry, report::Report, Chain, ReadAt, Resolver};
+use diskscope_core::io::{MemFile, SparseFile};
+use diskscope_core::{map::MapEntry, report::Report, Chain, ReadAt, Resolver};
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
-/// Files cut from an input; names resolve by their last path component.
-struct Files(Vec<Vec<u8>>);
+/// Files cut from an input; names resolve by their last path component. A piece in
+/// SparseFile's form is a file of any size, zeros but for its chunks (GOW's 32 MiB tables,
+/// sizes near 2^64).
+struct Files(Vec<Arc<dyn ReadAt>>);
 
 impl Files {
     fn get(&self, i: usize) -> (String, Arc<dyn ReadAt>) {
-        (String::from(NAMES[i]), Arc::new(MemFile(self.0[i].clone())))
+        (String::from(NAMES[i]), self.0[i].clone())
+    }
+}
+
+fn file(bytes: &[u8]) -> Arc<dyn ReadAt> {
+    match SparseFile::decode(bytes) {
+        Some(f) => Arc::new(f),
+        None => Arc::new(MemFile(bytes.to_vec())),
     }
 }
 
@@ -36,7 +46,7 @@ pub fn inspect(data: &[u8]) {
         0 => None,
         i => Some(drivers[i - 1].name),
     };
-    let files = Files(vec![bytes.to_vec()]);
+    let files = Files(vec![file(bytes)]);
     let (name, top) = files.get(0);
     if let Ok(chain) = Chain::open(&name, top, format, &files) {
         exercise(&chain);
@@ -64,18 +74,18 @@ pub fn chain(data: &[u8]) {
 }
 
 fn split(data: &[u8]) -> Files {
-    let mut files: Vec<Vec<u8>> = Vec::new();
+    let mut files: Vec<Arc<dyn ReadAt>> = Vec::new();
     let mut rest = data;
     while files.len() < 3 {
         match rest.windows(4).position(|w| w == b"\n--\n") {
             Some(i) => {
-                files.push(rest[..i].to_vec());
+                files.push(file(&rest[..i]));
                 rest = &rest[i + 4..];
             }
             None => break,
         }
     }
-    files.push(rest.to_vec());
+    files.push(file(rest));
     Files(files)
 }
 

@@ -355,10 +355,134 @@ impl ReadAt for MemFile {
     }
 }
 
+/// A file of `size` bytes that reads as zeros but for `chunks` (later chunks win where they
+/// overlap): images of MiBs that are mostly zeros (GOW's fixed tables, VHDX's regions) held
+/// in the few bytes that matter, for the tests' writers and the fuzz targets' inputs.
+#[derive(Clone, Default)]
+pub struct SparseFile {
+    pub size: u64,
+    pub chunks: Vec<(u64, Vec<u8>)>,
+}
+
+impl SparseFile {
+    /// How a fuzz input or seed says it is a sparse file: this, the size (u64 LE), then
+    /// chunks of offset (u64 LE), length (u16 LE) and that many bytes.
+    pub const MAGIC: &'static [u8] = b"SPARSE\n";
+    /// Chunks taken from one input: each read walks them all.
+    const MAX_CHUNKS: usize = 4096;
+
+    pub fn poke(&mut self, at: u64, bytes: &[u8]) {
+        self.chunks.push((at, bytes.to_vec()));
+    }
+
+    /// The file an input in the form [`MAGIC`](Self::MAGIC) describes, or `None` if it is
+    /// not in that form. A last chunk cut short keeps the bytes that are there.
+    pub fn decode(input: &[u8]) -> Option<SparseFile> {
+        let rest = input.strip_prefix(Self::MAGIC)?;
+        let (size, mut rest) = rest.split_first_chunk::<8>()?;
+        let mut f = SparseFile { size: u64::from_le_bytes(*size), chunks: Vec::new() };
+        while f.chunks.len() < Self::MAX_CHUNKS {
+            let Some((head, tail)) = rest.split_first_chunk::<10>() else { break };
+            let at = u64::from_le_bytes([head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]]);
+            let n = (u16::from_le_bytes([head[8], head[9]]) as usize).min(tail.len());
+            f.chunks.push((at, tail[..n].to_vec()));
+            rest = &tail[n..];
+        }
+        Some(f)
+    }
+
+    /// `bytes` in the form [`decode`](Self::decode) reads: its non-zero runs (gaps under
+    /// 64 bytes kept) as chunks.
+    pub fn encode(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::from(Self::MAGIC);
+        out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        let mut at = 0;
+        while at < bytes.len() {
+            let Some(start) = bytes[at..].iter().position(|&b| b != 0).map(|i| at + i) else { break };
+            let (mut end, mut zeros) = (start, 0);
+            while end < bytes.len() && end - start < u16::MAX as usize && zeros < 64 {
+                zeros = if bytes[end] == 0 { zeros + 1 } else { 0 };
+                end += 1;
+            }
+            let end = end - zeros;
+            out.extend_from_slice(&(start as u64).to_le_bytes());
+            out.extend_from_slice(&((end - start) as u16).to_le_bytes());
+            out.extend_from_slice(&bytes[start..end]);
+            at = end;
+        }
+        out
+    }
+
+    /// The file's bytes, written out (tests and samples: the size must fit in memory).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.size as usize];
+        for (at, bytes) in &self.chunks {
+            let a = (*at).min(self.size) as usize;
+            let b = (a + bytes.len()).min(out.len());
+            out[a..b].copy_from_slice(&bytes[..b - a]);
+        }
+        out
+    }
+}
+
+impl ReadAt for SparseFile {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.size);
+        let Some(end) = end else {
+            return Err(Error::PastEnd { what: "read", offset, len: buf.len() as u64, file_size: self.size });
+        };
+        buf.fill(0);
+        for (at, bytes) in &self.chunks {
+            let (a, b) = ((*at).max(offset), at.saturating_add(bytes.len() as u64).min(end));
+            if a < b {
+                buf[(a - offset) as usize..(b - offset) as usize].copy_from_slice(&bytes[(a - at) as usize..(b - at) as usize]);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use core::cell::Cell;
+
+    #[test]
+    fn sparse_form_reads_back_and_takes_any_bytes() {
+        let mut bytes = vec![0u8; 300_000];
+        bytes[5] = 1;
+        bytes[100..200].fill(7);
+        bytes[230] = 9; // under 64 zeros after the run above: the same chunk
+        bytes[200_000..270_000].fill(3); // longer than one chunk can hold
+        bytes[299_999] = 4;
+        let form = SparseFile::encode(&bytes);
+        assert!(form.len() < 71_000, "{}", form.len());
+        let f = SparseFile::decode(&form).unwrap();
+        assert_eq!((f.size, f.chunks.len()), (300_000, 5));
+        assert!(f.to_bytes() == bytes);
+        let mut buf = vec![0u8; 1000];
+        f.read_at(199_500, &mut buf).unwrap();
+        assert_eq!(buf[..], bytes[199_500..200_500]);
+        assert!(matches!(f.read_at(299_500, &mut buf), Err(Error::PastEnd { offset: 299_500, .. })));
+        // Not the form; the form cut anywhere, or claiming a size near 2^64: a file or None.
+        assert!(SparseFile::decode(b"QFI\xfb").is_none());
+        for cut in 0..40 {
+            if let Some(f) = SparseFile::decode(&form[..cut]) {
+                let _ = f.read_at(0, &mut buf);
+            }
+        }
+        let mut huge = Vec::from(SparseFile::MAGIC);
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        huge.extend_from_slice(&(u64::MAX - 1).to_le_bytes());
+        huge.extend_from_slice(&[5, 0, 1, 2]);
+        let f = SparseFile::decode(&huge).unwrap();
+        assert_eq!(f.chunks, vec![(u64::MAX - 1, vec![1, 2])]);
+        f.read_at(u64::MAX - 3, &mut buf[..3]).unwrap();
+        assert_eq!(buf[..3], [0, 0, 1]); // the chunk's last byte would lie past 2^64 - 1
+    }
 
     struct Counting(MemFile, Cell<usize>);
     impl ReadAt for Counting {

@@ -2,7 +2,7 @@
 use alloc::{collections::BTreeMap, string::String, sync::Arc, vec::Vec};
 
 use crate::chain::{Chain, Resolver};
-use crate::io::{MemFile, ReadAt};
+use crate::io::{MemFile, ReadAt, SparseFile};
 
 #[derive(Default)]
 pub struct Files(pub BTreeMap<String, Vec<u8>>);
@@ -26,7 +26,9 @@ impl Resolver for Files {
 
 /// Save an image the tests built as a seed for the fuzz targets (scripts/fuzz.sh sets
 /// DISKSCOPE_FUZZ_SEEDS): `files` are the top file then its companions, joined as the
-/// targets cut them (fuzz/fuzz_targets/exercise.rs). Without the variable nothing is written.
+/// targets cut them (fuzz/fuzz_targets/exercise.rs); a file over 1 MiB goes in the sparse
+/// form ([`SparseFile::encode`]), so that it fits the targets' input length. Without the
+/// variable nothing is written.
 pub fn fuzz_seed(target: &str, name: &str, files: &[&[u8]]) {
     let Some(dir) = std::env::var_os("DISKSCOPE_FUZZ_SEEDS") else { return };
     let dir = std::path::Path::new(&dir).join(target);
@@ -36,7 +38,11 @@ pub fn fuzz_seed(target: &str, name: &str, files: &[&[u8]]) {
         if i > 0 {
             seed.extend_from_slice(b"\n--\n");
         }
-        seed.extend_from_slice(f);
+        if f.len() > 1 << 20 {
+            seed.extend_from_slice(&SparseFile::encode(f));
+        } else {
+            seed.extend_from_slice(f);
+        }
     }
     std::fs::write(dir.join(name), seed).unwrap();
 }

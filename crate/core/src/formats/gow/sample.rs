@@ -5,8 +5,7 @@
 #![cfg_attr(not(test), allow(dead_code))]
 use alloc::{collections::BTreeMap, vec, vec::Vec};
 
-use crate::error::{Error, Result};
-use crate::io::ReadAt;
+use crate::io::SparseFile as Sparse;
 use crate::samples::{Demo, Sample};
 
 pub(crate) const B: u64 = 65536;
@@ -21,39 +20,6 @@ pub(crate) const TABLE: [(u8, u64, u64, u64); 3] = [
 pub(crate) fn table(version: u8) -> (u64, u64, u64) {
     let (_, n, h, d) = TABLE[version as usize - 1];
     (n, h, d)
-}
-
-/// A file made of byte runs at offsets over zeros; later runs win where they overlap.
-#[derive(Clone)]
-pub(crate) struct Sparse {
-    pub size: u64,
-    pub chunks: Vec<(u64, Vec<u8>)>,
-}
-
-impl Sparse {
-    pub fn poke(&mut self, at: u64, bytes: &[u8]) {
-        self.chunks.push((at, bytes.to_vec()));
-    }
-}
-
-impl ReadAt for Sparse {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let end = offset.checked_add(buf.len() as u64).filter(|&e| e <= self.size);
-        let Some(end) = end else {
-            return Err(Error::PastEnd { what: "read", offset, len: buf.len() as u64, file_size: self.size });
-        };
-        buf.fill(0);
-        for (at, bytes) in &self.chunks {
-            let (a, b) = ((*at).max(offset), (at + bytes.len() as u64).min(end));
-            if a < b {
-                buf[(a - offset) as usize..(b - offset) as usize].copy_from_slice(&bytes[(a - at) as usize..(b - at) as usize]);
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A GOW image as its description says one grows: a fixed header, data blocks appended in
@@ -156,19 +122,6 @@ impl Writer {
         data.truncate(data.len() - self.cut as usize);
         f.poke(d, &data);
         f
-    }
-}
-
-impl Sparse {
-    /// The file's bytes, written out.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = vec![0u8; self.size as usize];
-        for (at, bytes) in &self.chunks {
-            let a = (*at as usize).min(out.len());
-            let b = (a + bytes.len()).min(out.len());
-            out[a..b].copy_from_slice(&bytes[..b - a]);
-        }
-        out
     }
 }
 

@@ -13,7 +13,8 @@ use crate::io::ReadAt;
 use crate::model::{Kind, LayoutStatus, Severity};
 use crate::testutil::Files;
 
-pub(crate) use super::sample::{content, table, Sparse, Writer, B, TABLE};
+pub(crate) use super::sample::{content, table, Writer, B, TABLE};
+use crate::io::SparseFile as Sparse;
 
 fn lcg(seed: &mut u64) -> u64 {
     *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -465,11 +466,11 @@ proptest! {
     }
 }
 
-/// Each version's header and first map entries as a fuzz seed. The whole file is 4 to
-/// 32 MiB of fixed tables, past what the fuzz targets take, so the targets see it cut
-/// short (the mutation test above covers whole files); cut here it must say so.
+/// Each version as two fuzz seeds: the whole file, 4 to 32 MiB of mostly zero tables, in
+/// the sparse form the targets decode (it must read back as the image it holds), and its
+/// first 4 KiB, which must say it is cut short.
 #[test]
-fn fuzz_seeds_are_cut_images_that_say_so() {
+fn fuzz_seeds_are_whole_sparse_images_and_cut_ones_that_say_so() {
     for version in 1u8..=3 {
         let f = seed_image(version);
         let mut head = vec![0u8; 4096];
@@ -486,5 +487,11 @@ fn fuzz_seeds_are_cut_images_that_say_so() {
             other => panic!("version {}: {:?}", version, other.map(|c| c.virtual_size())),
         }
         crate::testutil::fuzz_seed("fmt_gow", &alloc::format!("v{}", version), &[&head]);
+        let whole = f.to_bytes();
+        let seed = Sparse::decode(&Sparse::encode(&whole)).unwrap();
+        assert_eq!((seed.size, seed.to_bytes() == whole), (whole.len() as u64, true), "version {}", version);
+        let found = |f: Sparse| codes(&open_file(f).unwrap().top().check().unwrap()).into_iter().map(|(c, _)| c).collect::<Vec<_>>();
+        assert_eq!(found(seed), found(f.clone()), "version {}", version);
+        crate::testutil::fuzz_seed("fmt_gow", &alloc::format!("v{}-whole", version), &[&whole]);
     }
 }
