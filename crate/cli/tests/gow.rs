@@ -1,93 +1,27 @@
 //! GOW v1, v2 and v3 through the CLI. No tool writes GOW (no driver code was ever
-//! published), so images are written here from the table in DECISIONS.md 4, as sparse files
-//! (a v3 header is 32 MiB), and the expected disk comes from a model of what was written.
+//! published), so images are written by the core tests' writer (the table in DECISIONS.md 4),
+//! as sparse files, and the expected disk comes from its model of what was written.
 mod common;
 
 use common::*;
+use diskscope_core::formats::gow::sample::{table, Writer as Gow, B};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-const B: u64 = 65536;
-
-/// DECISIONS.md 4: (map entries N, data area start D) per version. H = 24 + 4N (v1, v2) or
-/// 24 + 8N (v3); D = H for v1 and H rounded up to 512 for v2 and v3.
-fn layout(version: u8) -> (u64, u64) {
-    match version {
-        1 => (1 << 20, 4_194_328),
-        2 => (1 << 22, 16_777_728),
-        _ => (1 << 22, 33_554_944),
-    }
+/// Logical block `i` written with random bytes (none zero, so no run reads as a hole).
+fn write(g: &mut Gow, i: u64, rng: &mut Rng, version: u32) {
+    g.write_bytes(i, rng.bytes(B as usize).into_iter().map(|b| b | 1).collect(), version);
 }
 
-/// A GOW image grown as the description says: data blocks appended in the order logical
-/// blocks are first written; map entry k = data block k-1.
-struct Gow {
-    version: u8,
-    size: u64,
-    flags: u32,
-    session: u32,
-    count: Option<u32>,
-    map: BTreeMap<u64, u32>,
-    versions: BTreeMap<u64, u32>,
-    blocks: Vec<Vec<u8>>,
-    cut: u64,
-    model: Vec<u8>,
-}
-
-impl Gow {
-    fn new(version: u8, size: u64) -> Gow {
-        Gow { version, size, flags: 0, session: 0, count: None, map: BTreeMap::new(), versions: BTreeMap::new(), blocks: Vec::new(), cut: 0, model: vec![0; size as usize] }
-    }
-
-    fn write(&mut self, i: u64, rng: &mut Rng, version: u32) {
-        let bytes: Vec<u8> = rng.bytes(B as usize).into_iter().map(|b| b | 1).collect();
-        let k = *self.map.entry(i).or_insert_with(|| {
-            self.blocks.push(Vec::new());
-            self.blocks.len() as u32
-        });
-        self.blocks[k as usize - 1] = bytes.clone();
-        let (a, b) = ((i * B) as usize, ((i + 1) * B).min(self.size) as usize);
-        self.model[a..b].copy_from_slice(&bytes[..b - a]);
-        if self.version == 3 {
-            self.versions.insert(i, version);
-            self.session = self.session.max(version);
-        }
-    }
-
-    /// The file ends `cut` bytes before the end of its last data block: zeros in the model.
-    fn cut_last(&mut self, cut: u64) {
-        self.cut = cut;
-        let last = self.blocks.len() as u32;
-        let i = *self.map.iter().find(|(_, &k)| k == last).unwrap().0;
-        let (a, b) = ((i * B + B - cut) as usize, ((i + 1) * B).min(self.size) as usize);
-        if a < b {
-            self.model[a..b].fill(0);
-        }
-    }
-
-    fn save(&self, path: &Path) {
-        let (n, d) = layout(self.version);
-        let f = fs::File::create(path).unwrap();
-        f.set_len(d + self.blocks.len() as u64 * B - self.cut).unwrap();
-        let mut h = Vec::new();
-        h.extend_from_slice(&[b'G', b'O', b'W', b'0' + self.version]);
-        h.extend_from_slice(&self.flags.to_le_bytes());
-        h.extend_from_slice(&self.size.to_le_bytes());
-        h.extend_from_slice(&self.count.unwrap_or(self.blocks.len() as u32).to_le_bytes());
-        h.extend_from_slice(&self.session.to_le_bytes());
-        f.write_all_at(&h, 0).unwrap();
-        for (&i, &k) in &self.map {
-            f.write_all_at(&k.to_le_bytes(), 24 + 4 * i).unwrap();
-        }
-        for (&i, &v) in &self.versions {
-            f.write_all_at(&v.to_le_bytes(), 24 + 4 * n + 4 * i).unwrap();
-        }
-        let mut data: Vec<u8> = self.blocks.concat();
-        data.truncate(data.len() - self.cut as usize);
-        f.write_all_at(&data, d).unwrap();
+/// The image as a sparse file on disk (a v3 header alone is 32 MiB).
+fn save(g: &Gow, path: &Path) {
+    let sparse = g.file();
+    let f = fs::File::create(path).unwrap();
+    f.set_len(sparse.size).unwrap();
+    for (at, bytes) in &sparse.chunks {
+        f.write_all_at(bytes, *at).unwrap();
     }
 }
 
@@ -100,7 +34,7 @@ fn shuffled(version: u8, blocks: u64, tail: u64, rng: &mut Rng) -> Gow {
         order.swap(i, rng.below(i as u64 + 1) as usize);
     }
     for (n, &i) in order.iter().enumerate() {
-        g.write(i, rng, 1 + n as u32 / 4);
+        write(&mut g, i, rng, 1 + n as u32 / 4);
     }
     g
 }
@@ -127,10 +61,10 @@ fn every_version_converts_and_maps_as_the_model_says() {
                 g.cut_last(cut);
             }
             let img = dir.path("disk.gow");
-            g.save(&img);
+            save(&g, &img);
             convert_equals(&dir, &img, &g.model, &what);
             // Each logical block maps to D + (k-1) * 64 KiB, read back from the file's own map.
-            let (_, d) = layout(version);
+            let (_, _, d) = table(version);
             let file = fs::read(&img).unwrap();
             let eof = file.len() as u64;
             let map = diskscope(&[&"map", &"--json", &img]).ok().json();
@@ -189,10 +123,10 @@ fn info_says_reconstructed_and_shows_the_header_and_the_versions() {
     let mut g = Gow::new(3, 10 * B);
     g.flags = 1;
     for (i, v) in [(4, 2), (0, 2), (9, 5), (1, 5), (2, 5)] {
-        g.write(i, &mut rng, v);
+        write(&mut g, i, &mut rng, v);
     }
     let img = dir.path("gold.gow");
-    g.save(&img);
+    save(&g, &img);
     let info = diskscope(&[&"info", &"--json", &img]).ok().json();
     assert_eq!((info["format"].as_str(), info["layout"].as_str(), info["virtual-size"].as_u64()), (Some("gow"), Some("reconstructed"), Some(10 * B)));
     assert!(info["variant"].as_str().unwrap().contains("reconstructed from the published description (no driver code was ever published)"));
@@ -215,8 +149,8 @@ fn info_says_reconstructed_and_shows_the_header_and_the_versions() {
     assert!(text.lines().any(|l| l.split_whitespace().take(2).eq(["5", "3"])), "{}", text);
     // A GOW2 image has no versions: no histogram.
     let mut g2 = Gow::new(2, 4 * B);
-    g2.write(1, &mut rng, 0);
-    g2.save(&dir.path("user.gow"));
+    write(&mut g2, 1, &mut rng, 0);
+    save(&g2, &dir.path("user.gow"));
     let info = diskscope(&[&"info", &"--json", &dir.path("user.gow")]).ok().json();
     assert!(info.get("version-histogram").is_none());
     assert!(info["variant"].as_str().unwrap().starts_with("GOW2"));
@@ -227,16 +161,16 @@ fn pair(rng: &mut Rng) -> (Gow, Gow) {
     let size = 12 * B + 2048;
     let (mut m, mut l) = (Gow::new(3, size), Gow::new(3, size));
     for i in [3, 1, 0, 2, 7] {
-        m.write(i, rng, 4);
+        write(&mut m, i, rng, 4);
     }
     for i in [0, 1, 2, 3, 7] {
-        l.write(i, rng, 4);
+        write(&mut l, i, rng, 4);
     }
-    m.write(1, rng, 6); // fetch block 1
-    m.write(12, rng, 6); // fetch the short last block, not on the local side
-    m.write(8, rng, 5);
-    l.write(10, rng, 2); // only local
-    l.write(3, rng, 9); // newer locally
+    write(&mut m, 1, rng, 6); // fetch block 1
+    write(&mut m, 12, rng, 6); // fetch the short last block, not on the local side
+    write(&mut m, 8, rng, 5);
+    write(&mut l, 10, rng, 2); // only local
+    write(&mut l, 3, rng, 9); // newer locally
     (m, l)
 }
 
@@ -246,8 +180,8 @@ fn delta_names_the_blocks_to_fetch_and_the_rest() {
     let mut rng = Rng::new(9);
     let (m, l) = pair(&mut rng);
     let (mp, lp) = (dir.path("master.gow"), dir.path("local.gow"));
-    m.save(&mp);
-    l.save(&lp);
+    save(&m, &mp);
+    save(&l, &lp);
     let size = m.size;
     let run = |first: u64, blocks: u64, mv: u32, lv: u32| {
         json!({"first-block": first, "blocks": blocks, "start": first * B, "length": (blocks * B).min(size - first * B), "master-version": mv, "local-version": lv})
@@ -275,16 +209,16 @@ fn delta_refuses_other_sizes_and_images_without_versions() {
     let dir = Scratch::new();
     let mut rng = Rng::new(11);
     let (m, _) = pair(&mut rng);
-    m.save(&dir.path("master.gow"));
+    save(&m, &dir.path("master.gow"));
     let mut other = Gow::new(3, 20 * B);
-    other.write(0, &mut rng, 1);
-    other.save(&dir.path("big.gow"));
+    write(&mut other, 0, &mut rng, 1);
+    save(&other, &dir.path("big.gow"));
     let r = diskscope(&[&"delta", &dir.path("master.gow"), &dir.path("big.gow")]);
     assert_clean_failure(&r);
     assert!(r.stderr.contains(&format!("the master disk is {} bytes and the local disk {} bytes", m.size, 20 * B)), "{}", r.stderr);
     let mut v2 = Gow::new(2, m.size);
-    v2.write(0, &mut rng, 0);
-    v2.save(&dir.path("user.gow"));
+    write(&mut v2, 0, &mut rng, 0);
+    save(&v2, &dir.path("user.gow"));
     let r = diskscope(&[&"delta", &dir.path("master.gow"), &dir.path("user.gow"), &"--json"]);
     assert_clean_failure(&r);
     assert!(r.stderr.contains("the local image (GOW2") && r.stderr.contains("keeps no block versions"), "{}", r.stderr);
@@ -296,12 +230,12 @@ fn check_reports_hostile_maps_at_their_entries() {
     let mut rng = Rng::new(13);
     let mut g = Gow::new(2, 8 * B);
     for i in 0..4 {
-        g.write(i, &mut rng, 0);
+        write(&mut g, i, &mut rng, 0);
     }
     g.map.insert(5, 40); // past the end of the file
     g.map.insert(6, 2); // shares data block 1 with logical block 1
     let img = dir.path("bad.gow");
-    g.save(&img);
+    save(&g, &img);
     let r = diskscope(&[&"check", &"--json", &img]);
     assert_eq!(r.code, Some(2), "{}", r.all());
     let found: Vec<(String, u64)> = r.json()["findings"].as_array().unwrap().iter()
@@ -316,7 +250,7 @@ fn check_reports_hostile_maps_at_their_entries() {
     let mut big = Gow::new(1, 0);
     big.size = (64 << 30) + 512;
     big.model = Vec::new();
-    big.save(&dir.path("big.gow"));
+    save(&big, &dir.path("big.gow"));
     let r = diskscope(&[&"info", &dir.path("big.gow")]);
     assert_clean_failure(&r);
     assert!(r.stderr.contains("(byte 8)"), "{}", r.stderr);

@@ -21,8 +21,9 @@ use crate::limits;
 use crate::model::*;
 
 mod check;
+/// The tests' writer (also the CLI tests'), and the demo samples.
 #[cfg(any(test, feature = "samples"))]
-pub(crate) mod sample;
+pub mod sample;
 #[cfg(test)]
 mod tests;
 

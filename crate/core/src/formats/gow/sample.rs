@@ -8,23 +8,23 @@ use alloc::{collections::BTreeMap, vec, vec::Vec};
 use crate::io::SparseFile as Sparse;
 use crate::samples::{Demo, Sample};
 
-pub(crate) const B: u64 = 65536;
+pub const B: u64 = 65536;
 
 /// DECISIONS.md 4, by hand: (version, map entries N, header length H, data area start D).
-pub(crate) const TABLE: [(u8, u64, u64, u64); 3] = [
+pub const TABLE: [(u8, u64, u64, u64); 3] = [
     (1, 1_048_576, 4_194_328, 4_194_328),    // H = 24 + 4N, D = H (unaligned)
     (2, 4_194_304, 16_777_240, 16_777_728),  // H = 24 + 4N, D = H rounded up to 512
     (3, 4_194_304, 33_554_456, 33_554_944),  // H = 24 + 8N, D = H rounded up to 512
 ];
 
-pub(crate) fn table(version: u8) -> (u64, u64, u64) {
+pub fn table(version: u8) -> (u64, u64, u64) {
     let (_, n, h, d) = TABLE[version as usize - 1];
     (n, h, d)
 }
 
 /// A GOW image as its description says one grows: a fixed header, data blocks appended in
 /// the order they are first written, the map pointing at them (entry k = data block k-1).
-pub(crate) struct Writer {
+pub struct Writer {
     pub version: u8,
     pub size: u64,
     pub flags: u32,
@@ -42,7 +42,7 @@ pub(crate) struct Writer {
     pub model: Vec<u8>,
 }
 
-pub(crate) fn content(i: u64, fill: u8) -> Vec<u8> {
+pub fn content(i: u64, fill: u8) -> Vec<u8> {
     (0..B).map(|j| fill ^ (j as u8).wrapping_mul(7) ^ (i as u8) | 1).collect()
 }
 
@@ -64,7 +64,11 @@ impl Writer {
 
     /// Write logical block `i` with bytes derived from `fill`, stamped `version` (v3).
     pub fn write(&mut self, i: u64, fill: u8, version: u32) {
-        let bytes = content(i, fill);
+        self.write_bytes(i, content(i, fill), version)
+    }
+
+    /// Write logical block `i` with `bytes` (one block of them), stamped `version` (v3).
+    pub fn write_bytes(&mut self, i: u64, bytes: Vec<u8>, version: u32) {
         let k = match self.map.get(&i) {
             Some(&k) => k,
             None => {
