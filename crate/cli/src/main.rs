@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use diskscope_core::compare::compare;
 use diskscope_core::map::MapEntry;
 use diskscope_core::report::Report;
@@ -31,6 +31,30 @@ struct Cli {
     as_stored: bool,
 }
 
+/// The image a command reads and how to read it.
+#[derive(Args)]
+struct ImageArgs {
+    image: PathBuf,
+    /// Image format (default: probe).
+    #[arg(short = 'f', long = "format")]
+    format: Option<String>,
+}
+
+/// An internal snapshot to read instead of the current state (qcow2), as qemu-img's -l.
+#[derive(Args)]
+struct SnapshotArg {
+    /// Read an internal snapshot (qcow2) as qemu-img -l does: SNAPSHOT (ID or name),
+    /// snapshot.name=N or snapshot.id=I.
+    #[arg(short = 'l')]
+    snapshot: Option<String>,
+}
+
+impl ImageArgs {
+    fn open(&self, snapshot: &SnapshotArg) -> Result<Chain> {
+        snapshot::open(&self.image, self.format.as_deref(), snapshot.snapshot.as_deref(), OPTIONS.get_or_init(Default::default))
+    }
+}
+
 /// How every image on the command line is opened.
 static OPTIONS: std::sync::OnceLock<diskscope_core::image::OpenOptions> = std::sync::OnceLock::new();
 
@@ -38,48 +62,40 @@ static OPTIONS: std::sync::OnceLock<diskscope_core::image::OpenOptions> = std::s
 enum Command {
     /// Format, header fields with offsets and meanings, backing chain.
     Info {
-        image: PathBuf,
-        /// Image format (default: probe).
-        #[arg(short = 'f', long = "format")]
-        format: Option<String>,
+        #[command(flatten)]
+        image: ImageArgs,
         #[arg(long)]
         json: bool,
     },
     /// Where every guest byte comes from (qemu-img map's runs).
     Map {
-        image: PathBuf,
-        #[arg(short = 'f', long = "format")]
-        format: Option<String>,
-        /// Map an internal snapshot (qcow2): SNAPSHOT (ID or name), snapshot.name=N or snapshot.id=I.
-        #[arg(short = 'l')]
-        snapshot: Option<String>,
+        #[command(flatten)]
+        image: ImageArgs,
+        #[command(flatten)]
+        snapshot: SnapshotArg,
         #[arg(long)]
         json: bool,
     },
     /// Consistency check; exit 0 clean, 2 corruption, 3 leaked clusters only.
     Check {
-        image: PathBuf,
-        #[arg(short = 'f', long = "format")]
-        format: Option<String>,
+        #[command(flatten)]
+        image: ImageArgs,
         #[arg(long)]
         json: bool,
     },
     /// Write the disk, through its backing chain, as a raw image (zero runs left as holes).
     Convert {
-        image: PathBuf,
+        #[command(flatten)]
+        image: ImageArgs,
         output: PathBuf,
-        #[arg(short = 'f', long = "format")]
-        format: Option<String>,
         /// Output format: only raw.
         #[arg(short = 'O', default_value = "raw")]
         output_format: String,
         /// Show progress even when stderr is not a terminal.
         #[arg(short = 'p')]
         progress: bool,
-        /// Convert an internal snapshot (qcow2), as qemu-img convert -l: SNAPSHOT (ID or
-        /// name), snapshot.name=N or snapshot.id=I.
-        #[arg(short = 'l')]
-        snapshot: Option<String>,
+        #[command(flatten)]
+        snapshot: SnapshotArg,
     },
     /// Compare what two disks contain; exit 0 identical, 1 different, 2 error.
     /// A file in no known format is compared as raw, as qemu-img does.
@@ -95,12 +111,10 @@ enum Command {
     /// (as info --json), `checks` (check --json of each layer, top first) and `map` (map
     /// --json's runs). JSON is its only output; --json is accepted for symmetry.
     Report {
-        image: PathBuf,
-        #[arg(short = 'f', long = "format")]
-        format: Option<String>,
-        /// Report on an internal snapshot (qcow2), as map -l.
-        #[arg(short = 'l')]
-        snapshot: Option<String>,
+        #[command(flatten)]
+        image: ImageArgs,
+        #[command(flatten)]
+        snapshot: SnapshotArg,
         #[arg(long)]
         json: bool,
     },
@@ -154,10 +168,10 @@ fn progress_bar(total: u64, force: bool, what: &str) -> indicatif::ProgressBar {
 fn run(cli: Cli) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Info { image, format, json } => {
-            let chain = open(&image, format.as_deref())?;
+        Command::Info { image, json } => {
+            let chain = open(&image.image, image.format.as_deref())?;
             let mut report = Report::new(&chain)?;
-            report.top.filename = image.display().to_string();
+            report.top.filename = image.image.display().to_string();
             let versions = diskscope_core::delta::histogram(chain.top())?;
             if json {
                 snapshot::info_json(&mut out, chain.top(), |w| delta::info_json(w, &report, versions.as_ref()))?;
@@ -167,8 +181,8 @@ fn run(cli: Cli) -> Result<u8> {
                 delta::histogram(&mut out, versions.as_ref())?;
             }
         }
-        Command::Map { image, format, json, snapshot } => {
-            let chain = snapshot::open(&image, format.as_deref(), snapshot.as_deref(), OPTIONS.get_or_init(Default::default))?;
+        Command::Map { image, json, snapshot } => {
+            let chain = image.open(&snapshot)?;
             let mut entries: Vec<MapEntry> = Vec::new();
             chain.for_each_entry(|e| {
                 entries.push(*e);
@@ -177,30 +191,30 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 text::map_json(&mut out, &entries)?;
             } else {
-                text::map(&mut out, &entries, &|d| display_name(&chain, d, &image))?;
+                text::map(&mut out, &entries, &|d| display_name(&chain, d, &image.image))?;
             }
             if let Some(b) = &chain.broken {
                 eprintln!("warning: {}", b.finding().message);
             }
         }
-        Command::Check { image, format, json } => {
-            let chain = open(&image, format.as_deref())?;
+        Command::Check { image, json } => {
+            let chain = open(&image.image, image.format.as_deref())?;
             let mut result = chain.top().check()?;
             if let Some(b) = &chain.broken {
                 result.add(b.finding());
             }
             if json {
-                text::check_json(&mut out, &image, chain.top().info().format, &result)?;
+                text::check_json(&mut out, &image.image, chain.top().info().format, &result)?;
             } else {
                 text::check(&mut out, &result)?;
             }
             return Ok(result.exit_code() as u8);
         }
-        Command::Convert { image, output, format, output_format, progress, snapshot } => {
+        Command::Convert { image, output, output_format, progress, snapshot } => {
             if output_format != "raw" {
                 bail!("only raw output is supported (-O raw)");
             }
-            let chain = snapshot::open(&image, format.as_deref(), snapshot.as_deref(), OPTIONS.get_or_init(Default::default))?;
+            let chain = image.open(&snapshot)?;
             let size = chain.virtual_size();
             let file = OpenOptions::new()
                 .write(true)
@@ -210,17 +224,13 @@ fn run(cli: Cli) -> Result<u8> {
                 .with_context(|| format!("cannot create '{}'", output.display()))?;
             file.set_len(size)?;
             let pb = progress_bar(size, progress, "converting");
-            let options = OPTIONS.get_or_init(Default::default);
-            let reopen = || snapshot::open(&image, format.as_deref(), snapshot.as_deref(), options);
+            let reopen = || image.open(&snapshot);
             convert::convert(&chain, &reopen, &file, &mut |done| pb.set_position(done))?;
             pb.finish_and_clear();
         }
-        Command::Report { image, format, snapshot, json: _ } => {
-            let chain = match snapshot {
-                Some(_) => snapshot::open(&image, format.as_deref(), snapshot.as_deref(), OPTIONS.get_or_init(Default::default))?,
-                None => open(&image, format.as_deref())?,
-            };
-            let inspection = diskscope_core::report::Inspection::new(&chain, &image.display().to_string())?;
+        Command::Report { image, snapshot, json: _ } => {
+            let chain = image.open(&snapshot)?;
+            let inspection = diskscope_core::report::Inspection::new(&chain, &image.image.display().to_string())?;
             serde_json::to_writer_pretty(&mut out, &inspection)?;
             writeln!(out)?;
         }
