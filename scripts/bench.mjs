@@ -103,6 +103,9 @@ function convertRow(rows, dir, label, img, { compareWith = 'cmp' } = {}) {
   rmSync(theirs, { force: true });
 }
 
+/** Seconds dd takes to write 1 GiB into a new file, measured by cliBench. */
+let writeFloor = null;
+
 function cliBench(dir, rows) {
   const random = randomBytes(MiB);
   const half = [];
@@ -116,6 +119,12 @@ function cliBench(dir, rows) {
   rmSync(join(dir, 'half.qed'));
   convertRow(rows, dir, 'convert 2 GiB qcow2 (1 GiB random data)', 'half.qcow2');
   rmSync(join(dir, 'half.qcow2'));
+  // What writing the 1 GiB of output alone costs here (dd from /dev/zero into a new file's
+  // page cache): both tools above spend most of their time on exactly this.
+  const floor = join(dir, 'floor.raw');
+  const tFloor = timeIt('dd 1 GiB into a new file', 'dd', ['if=/dev/zero', `of=${floor}`, 'bs=1M', 'count=1024', 'status=none'], { before: () => fresh(floor) });
+  rmSync(floor, { force: true });
+  writeFloor = tFloor;
 
   log('making 2 GiB compressed qcow2 images (1 GiB of text), zlib and zstd');
   sparseRaw(join(dir, 'text.raw'), 2 * GiB, half, textChunk(MiB));
@@ -408,6 +417,8 @@ async function main() {
       ['operation', 'diskscope', 'qemu-img', 'ratio', 'check', 'load'],
       rows.cli.map(([op, o, q, n, l]) => [op, `${o.toFixed(3)} s`, `${q.toFixed(3)} s`, `${(o / q).toFixed(2)}x`, n, l]),
     ),
+    '',
+    `Writing 1 GiB of zeros into a new file (\`dd bs=1M\`, median of ${RUNS}): ${writeFloor.toFixed(3)} s. Both tools must write that much page cache on the two uncompressed rows.`,
     '',
     'Browser (headless Chromium): a 256 GiB sparse QED (64 KiB in every GiB) from the file chosen to its map drawn, median of 5 fresh pages; in the worker, open + map:',
     '',
