@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { root, sh } from './helpers.mjs';
+import { CHUNK, VSIZE, fvdImage } from './fvd-writer.mjs';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -46,38 +47,11 @@ function gow3(path) {
   writeFileSync(path, Buffer.concat([head, data]));
 }
 
-/** FVD variant C (DECISIONS.md section 1) over a raw base: blocks 0, 4 and 5 in the FVD
- * data, the rest from the base. */
+/** FVD variant C over a raw base: blocks 0, 4 and 5 in the FVD data, the rest from the base. */
 function fvd(path, basePath) {
-  const BLOCK = 64 * KiB;
-  const CHUNK = 4 * BLOCK;
-  const VSIZE = 16 * BLOCK;
-  const HEADER = 8192;
-  const BITMAP = HEADER;
-  const TABLE = BITMAP + 4096;
-  const DATA = TABLE + 4096;
-  const h = Buffer.alloc(DATA);
-  const u32 = (v, at) => h.writeUInt32LE(v, at);
-  const u64 = (v, at) => h.writeBigUInt64LE(BigInt(v), at);
-  h.write('FVD\0', 0, 'latin1');
-  u32(HEADER, 4);
-  u64(VSIZE, 16);
-  u64(DATA, 24);
-  h.write('fvd-base.raw', 1072, 'latin1');
-  h.write('raw', 2096, 'latin1');
-  u64(VSIZE, 2112);
-  u64(BITMAP, 2120);
-  u64(4096, 2128);
-  u64(BLOCK, 2136);
-  u32(1, 2160);
-  u64(TABLE, 2188);
-  u64(4096, 2196);
-  u64(CHUNK, 2204);
-  h[BITMAP] = 0b0011_0001;
-  for (let c = 0; c < 4; c++) u32(c < 2 ? c : 0xffffffff, TABLE + 4 * c);
-  const body = Buffer.alloc(2 * CHUNK);
-  for (let i = 0; i < body.length; i += 4096) body.write(`fvd ${i}`, i, 'latin1');
-  writeFileSync(path, Buffer.concat([h, body]));
+  const data = Buffer.alloc(2 * CHUNK);
+  for (let i = 0; i < data.length; i += 4096) data.write(`fvd ${i}`, i, 'latin1');
+  writeFileSync(path, fvdImage({ base: 'fvd-base.raw', bitmap: 0b0011_0001, chunks: [0, 1, 0xffffffff, 0xffffffff], data }));
   writeFileSync(basePath, Buffer.alloc(VSIZE, 0xbb));
 }
 

@@ -6,44 +6,15 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { browser, page, requireBuild, serve, tmp } from './helpers.mjs';
+import { BLOCK, CHUNK, VSIZE, fvdImage } from './fvd-writer.mjs';
 
-const KiB = 1024;
-const BLOCK = 64 * KiB;
-const CHUNK = 4 * BLOCK;
-const VSIZE = 16 * BLOCK;
-const HEADER = 8192;
-const BITMAP = HEADER;
-const TABLE = BITMAP + 4096;
-const DATA = TABLE + 4096;
 let dir, server, b;
-
-function fvd() {
-  const h = Buffer.alloc(DATA);
-  const u32 = (v, at) => h.writeUInt32LE(v, at);
-  const u64 = (v, at) => h.writeBigUInt64LE(BigInt(v), at);
-  h.write('FVD\0', 0, 'latin1');
-  u32(HEADER, 4); // header_size
-  u64(VSIZE, 16); // virtual_disk_size
-  u64(DATA, 24); // data_offset
-  h.write('base.raw', 1072, 'latin1'); // base_img
-  h.write('raw', 2096, 'latin1'); // base_img_fmt
-  u64(VSIZE, 2112); // base_img_size
-  u64(BITMAP, 2120); // bitmap_offset
-  u64(4096, 2128); // bitmap_size
-  u64(BLOCK, 2136); // block_size
-  u32(1, 2160); // clean_shutdown
-  u64(TABLE, 2188); // table_offset
-  u64(4096, 2196); // table_size (bytes)
-  u64(CHUNK, 2204); // chunk_size
-  h[BITMAP] = 0b0011_0001; // blocks 0, 4 and 5 are in the FVD data
-  for (let c = 0; c < 4; c++) u32(c < 2 ? c : 0xffffffff, TABLE + 4 * c); // chunks 0, 1 stored
-  return Buffer.concat([h, Buffer.alloc(2 * CHUNK, 0xdd)]);
-}
 
 before(async () => {
   requireBuild();
   dir = tmp();
-  writeFileSync(join(dir, 'c.fvd'), fvd());
+  // Blocks 0, 4 and 5 in the FVD data; chunks 0 and 1 stored.
+  writeFileSync(join(dir, 'c.fvd'), fvdImage({ bitmap: 0b0011_0001, chunks: [0, 1, 0xffffffff, 0xffffffff], data: Buffer.alloc(2 * CHUNK, 0xdd) }));
   writeFileSync(join(dir, 'base.raw'), Buffer.alloc(VSIZE, 0xbb));
   server = await serve();
   b = await browser();

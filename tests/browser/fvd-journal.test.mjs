@@ -6,52 +6,15 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { browser, page, requireBuild, serve, tmp } from './helpers.mjs';
+import { BLOCK, VSIZE, fvdImage } from './fvd-writer.mjs';
 
-const KiB = 1024;
-const BLOCK = 64 * KiB;
-const VSIZE = 16 * BLOCK;
-const HEADER = 8192;
-const BITMAP = HEADER; // 4096 bytes
-const JOURNAL = BITMAP + 4096; // 4096 bytes = 8 sectors
-const DATA = JOURNAL + 4096;
-const BITMAP_JRECORD = 0x3f2ab8ed;
 let dir, server, b;
-
-function fvd() {
-  const h = Buffer.alloc(DATA);
-  const u32 = (v, at) => h.writeUInt32LE(v, at);
-  const u64 = (v, at) => h.writeBigUInt64LE(BigInt(v), at);
-  h.write('FVD\0', 0, 'latin1');
-  u32(HEADER, 4); // header_size
-  u32(1, 8); // create_version
-  u32(2, 12); // last_open_version
-  u64(VSIZE, 16); // virtual_disk_size
-  u64(DATA, 24); // data_offset
-  h.write('base.raw', 1072, 'latin1'); // base_img
-  h.write('raw', 2096, 'latin1'); // base_img_fmt
-  u64(VSIZE, 2112); // base_img_size
-  u64(BITMAP, 2120); // bitmap_offset
-  u64(4096, 2128); // bitmap_size
-  u64(BLOCK, 2136); // block_size
-  u64(JOURNAL, 2144); // journal_offset
-  u64(4096, 2152); // journal_size
-  u32(0, 2160); // clean_shutdown = 0: the journal must be replayed
-  u64(0, 2164); // stable_journal_epoch
-  u64(100 << 20, 2212); // storage_grow_unit
-  // Bitmap as stored: block 0 is in the FVD data, the rest in the base image.
-  h[BITMAP] = 0b0000_0001;
-  // The journal: one bitmap record moving blocks 4..7 to the FVD data (sectors of 512).
-  u32(BITMAP_JRECORD, JOURNAL);
-  u32((4 * BLOCK) / 512, JOURNAL + 4); // num_dirty_sectors
-  u64((4 * BLOCK) / 512, JOURNAL + 8); // dirty_sector_begin
-  const data = Buffer.alloc(VSIZE, 0xdd);
-  return Buffer.concat([h, data]);
-}
 
 before(async () => {
   requireBuild();
   dir = tmp();
-  writeFileSync(join(dir, 't.fvd'), fvd());
+  // As stored, block 0 is in the FVD data; the journal moves blocks 4..7 there too.
+  writeFileSync(join(dir, 't.fvd'), fvdImage({ bitmap: 0b0000_0001, journal: { first: 4, count: 4 }, data: Buffer.alloc(VSIZE, 0xdd) }));
   writeFileSync(join(dir, 'base.raw'), Buffer.alloc(VSIZE, 0xbb));
   server = await serve();
   b = await browser();
