@@ -21,7 +21,7 @@ const MAX_DIAGRAM_FIELDS = 400;
 
 let ctx = null; // { state, client }
 let layers = []; // the report's layers, top first
-let hostData = null; // Float64Array [depth, offset, length, ...] or null
+let hostData = null; // Float64Array [depth, offset, length, guest offset, compressed, ...] or null
 let current = 0; // the layer shown
 let items = []; // the shown layer's runs: { name, kind, offset, length }
 let strips = []; // { canvas, from, to } drawn strips, for hit testing
@@ -82,8 +82,8 @@ function layerItems(i) {
   const l = layers[i];
   const out = (l.regions || []).map((r) => ({ name: r.name, kind: r.kind, offset: r.offset, length: r.length }));
   if (hostData) {
-    for (let k = 0; k < hostData.length; k += 3) {
-      if (hostData[k] === i) out.push({ name: 'guest data', kind: 'data', offset: hostData[k + 1], length: hostData[k + 2], mapped: true });
+    for (let k = 0; k < hostData.length; k += 5) {
+      if (hostData[k] === i) out.push({ name: 'guest data', kind: 'data', offset: hostData[k + 1], length: hostData[k + 2], mapped: true, guest: hostData[k + 3], compressed: hostData[k + 4] === 1 });
     }
   }
   return out.filter((x) => typeof x.offset === 'number' && typeof x.length === 'number' && x.length > 0).sort((a, b) => a.offset - b.offset);
@@ -319,6 +319,12 @@ function fieldBox(l, p) {
 // ---------------------------------------------------------------------------------------
 
 /** What bytes [start, end) of dropped file `file` hold, in words, for the hex view. */
+/** Guest data named by where the guest reads it: the first selected byte's guest offset. */
+function guestName(r, start) {
+  if (r.compressed) return `compressed guest data (the cluster at guest offset ${hex(r.guest)})`;
+  return `guest data (guest offset ${hex(r.guest + Math.max(0, start - r.offset))})`;
+}
+
 export function describe(file, start, end) {
   const i = layers.findIndex((l) => l.filename === file);
   if (i < 0) return 'not a file of this chain (a companion or unused file): nothing here names its bytes';
@@ -331,7 +337,7 @@ export function describe(file, start, end) {
     const names = fields.slice(0, 4).map((f) => `${f.name} (${f.value})`);
     parts.push(`field${fields.length > 1 ? 's' : ''} ${names.join(', ')}${fields.length > 4 ? ` and ${fields.length - 4} more` : ''}`);
   }
-  const named = [...new Set(regions.map((r) => (r.mapped ? 'guest data' : r.name === r.kind ? r.name : `${r.name} (${r.kind})`)))];
+  const named = [...new Set(regions.map((r) => (r.mapped ? guestName(r, start) : r.name === r.kind ? r.name : `${r.name} (${r.kind})`)))];
   if (named.length) parts.push(`in ${named.slice(0, 3).join(', ')}${named.length > 3 ? ` and ${named.length - 3} more` : ''}`);
   if (!parts.length) return 'no header field, table or guest data: free or unused space';
   return parts.join(' · ');

@@ -94,6 +94,12 @@ test('served: the strip adds up, a header field shows its bytes, selections are 
   await p.fill('#hex-offset', `0x${(l1region.offset + 8).toString(16)}`);
   await p.press('#hex-offset', 'Enter');
   assert.match(await p.textContent('#hex-status'), /L1 table/);
+  // Bytes of guest data are named by the guest offset that reads them (qemu-img map's runs).
+  for (const r of runs.filter((x) => x.depth === 0 && x.data).slice(-2)) {
+    await p.fill('#hex-offset', `0x${(r.offset + 4101).toString(16)}`);
+    await p.press('#hex-offset', 'Enter');
+    assert.match(await p.textContent('#hex-status'), new RegExp(`guest data \\(guest offset 0x${(r.start + 4101).toString(16)}\\)`));
+  }
   await p.keyboard.press('Control+End');
   assert.equal(Number(await p.getAttribute('#hex-grid', 'data-top')), Math.ceil(size / 16) * 16 - 16 * 16, 'Ctrl+End shows the last rows');
   await highlighted(p);
