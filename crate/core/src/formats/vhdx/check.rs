@@ -147,7 +147,7 @@ fn bat(x: &Vhdx, regions: &[(u64, u64, String)], size: u64, r: &mut CheckResult)
     }
     payload.sort_unstable();
     for w in payload.windows(2) {
-        if w[0].0 + x.block > w[1].0 {
+        if w[0].0.saturating_add(x.block) > w[1].0 {
             r.add(finding(x, Severity::Corruption, "blocks-overlap", x.entry_at(w[1].1), 8, None, format!(
                 "the payload blocks of BAT entries {} and {} overlap at {:#x}: writing one changes the other", w[0].1, w[1].1, w[1].0)));
         }
