@@ -25,6 +25,7 @@ let hostData = null; // Float64Array [depth, offset, length, guest offset, compr
 let current = 0; // the layer shown
 let items = []; // the shown layer's runs: { name, kind, offset, length }
 let strips = []; // { canvas, from, to } drawn strips, for hit testing
+let cursor = null; // { canvas, index }: the keyboard's item of `items` on one strip
 
 export function init(c) {
   ctx = c;
@@ -40,10 +41,11 @@ export function init(c) {
       const hit = hitTest(canvas, ev);
       if (hit) showItem(hit.item || { name: 'free space', kind: 'free', offset: hit.offset, length: 1 });
     });
+    canvas.addEventListener('keydown', (ev) => onStripKey(canvas, ev));
   }
 }
 
-const HINT = 'Point at the strip to see what each part of the file holds; click to see its bytes.';
+const HINT = 'Point at the strip to see what each part of the file holds, click to see its bytes; or tab to it and step through the regions with the arrow keys, Enter showing the bytes.';
 
 const layersOf = (report) => {
   const { 'backing-chain': chain = [], ...top } = report;
@@ -128,7 +130,8 @@ function render() {
         el('span', { class: 'legend-pct' }, pct(t[k.key], size)),
       )),
   );
-  $('strip').setAttribute('aria-label', `To-scale layout of ${l.filename}: ${KINDS.filter((k) => t[k.key] > 0).map((k) => `${k.label.toLowerCase()} ${pct(t[k.key], size)}`).join(', ')}. The regions are listed below.`);
+  $('strip').setAttribute('aria-label', `To-scale layout of ${l.filename}: ${KINDS.filter((k) => t[k.key] > 0).map((k) => `${k.label.toLowerCase()} ${pct(t[k.key], size)}`).join(', ')}. Arrow keys step through the regions, Enter shows their bytes; they are also listed below.`);
+  cursor = null;
   drawStrips();
   renderRegions(l);
   renderDiagram(l);
@@ -182,7 +185,50 @@ function draw(canvas, from, to) {
       }
     }
   }
+  const it = cursor && cursor.canvas === canvas ? items[cursor.index] : null;
+  if (it) {
+    // The keyboard's region: a frame wide enough to see on a one-pixel sliver.
+    const x0 = Math.max(0, Math.floor(x(it.offset)));
+    const w = Math.max(4, Math.ceil(x(it.offset + it.length)) - x0);
+    g.lineWidth = 2;
+    g.strokeStyle = '#fff';
+    g.strokeRect(x0 + 1, 1, w - 2, height - 2);
+    g.strokeStyle = '#111';
+    g.strokeRect(x0 + 3, 3, Math.max(1, w - 6), height - 6);
+  }
   strips.push({ canvas, from, to, width });
+}
+
+/** Arrow keys step through the regions this strip shows, Home and End jump, Enter shows
+ * the region's bytes: the strip is usable without a mouse. */
+function onStripKey(canvas, ev) {
+  const s = strips.find((x) => x.canvas === canvas);
+  if (!s) return;
+  const shown = [];
+  items.forEach((it, i) => {
+    if (it.offset < s.to && it.offset + it.length > s.from) shown.push(i);
+  });
+  if (!shown.length) return;
+  let pos = cursor && cursor.canvas === canvas ? shown.indexOf(cursor.index) : -1;
+  const key = ev.key;
+  if (key === 'Enter' || key === ' ') {
+    if (pos >= 0) showItem(items[shown[pos]]);
+    ev.preventDefault();
+    return;
+  }
+  if (key === 'ArrowRight' || key === 'ArrowDown') pos = Math.min(shown.length - 1, pos + 1);
+  else if (key === 'ArrowLeft' || key === 'ArrowUp') pos = Math.max(0, pos - 1);
+  else if (key === 'Home') pos = 0;
+  else if (key === 'End') pos = shown.length - 1;
+  else return;
+  ev.preventDefault();
+  cursor = { canvas, index: shown[pos] };
+  drawStrips();
+  $('strip-hover').replaceChildren(itemText(items[cursor.index], `region ${pos + 1} of ${shown.length} · Enter shows its bytes`));
+}
+
+function itemText(it, action) {
+  return el('span', {}, el('strong', {}, capital(it.name)), ` ${it.kind} · ${hex(it.offset)}–${hex(it.offset + it.length - 1)} (${human(it.length)}) · ${action}`);
 }
 
 function hitTest(canvas, ev) {
@@ -207,7 +253,7 @@ function hover(canvas, ev) {
   if (!hit) return;
   const it = hit.item;
   $('strip-hover').replaceChildren(it
-    ? el('span', {}, el('strong', {}, capital(it.name)), ` ${it.kind} · ${hex(it.offset)}–${hex(it.offset + it.length - 1)} (${human(it.length)}) · click to see its bytes`)
+    ? itemText(it, 'click to see its bytes')
     : el('span', {}, el('strong', {}, 'Free or unused'), ` at ${hex(hit.offset)}: no header, table or guest data lives here`));
 }
 

@@ -61,6 +61,22 @@ test('served: the strip adds up, a header field shows its bytes, selections are 
   assert.equal(legend.data, data);
   assert.equal(legend.free, size - regionBytes('header') - regionBytes('table') - data);
 
+  // The strip from the keyboard: arrows step through the regions in file order, Enter
+  // shows the bytes of the one the frame is on.
+  const ordered = [...info.regions].sort((x, y) => x.offset - y.offset);
+  await p.focus('#strip');
+  await p.keyboard.press('ArrowRight');
+  assert.match(await p.textContent('#strip-hover'), new RegExp(`^${ordered[0].name}.*region 1 of`, 'i'));
+  await p.keyboard.press('ArrowRight');
+  assert.match(await p.textContent('#strip-hover'), new RegExp(`^${ordered[1].name}.*region 2 of`, 'i'));
+  await p.keyboard.press('Enter');
+  assert.equal(Number(await p.getAttribute('#hex-grid', 'data-hl-start')), ordered[1].offset);
+  assert.equal(Number(await p.getAttribute('#hex-grid', 'data-hl-end')), ordered[1].offset + ordered[1].length);
+  await p.focus('#strip');
+  await p.keyboard.press('End');
+  const lastData = runs.filter((r) => r.depth === 0 && r.data).map((r) => r.offset + r.length).reduce((a, x) => Math.max(a, x), 0);
+  assert.match(await p.textContent('#strip-hover'), new RegExp(`0x${(lastData - 1).toString(16)} `), 'End: the region that ends the file\'s contents');
+
   // A field of the diagram: the view highlights exactly its bytes of the file.
   for (const name of ['cluster_size', 'image_size', 'backing file name']) {
     const f = info['header-fields'].find((x) => x.name === name);
