@@ -26,9 +26,9 @@ impl Resolver for Files {
 
 /// Save an image the tests built as a seed for the fuzz targets (scripts/fuzz.sh sets
 /// DISKSCOPE_FUZZ_SEEDS): `files` are the top file then its companions, joined as the
-/// targets cut them (fuzz/fuzz_targets/exercise.rs); a file over 1 MiB goes in the sparse
-/// form ([`SparseFile::encode`]), so that it fits the targets' input length. Without the
-/// variable nothing is written.
+/// targets cut them (fuzz/fuzz_targets/exercise.rs); a file over 64 KiB that is mostly
+/// zeros goes in the sparse form ([`SparseFile::encode`]), so that it fits the targets'
+/// input length. Without the variable nothing is written.
 pub fn fuzz_seed(target: &str, name: &str, files: &[&[u8]]) {
     let Some(dir) = std::env::var_os("DISKSCOPE_FUZZ_SEEDS") else { return };
     let dir = std::path::Path::new(&dir).join(target);
@@ -38,8 +38,9 @@ pub fn fuzz_seed(target: &str, name: &str, files: &[&[u8]]) {
         if i > 0 {
             seed.extend_from_slice(b"\n--\n");
         }
-        if f.len() > 1 << 20 {
-            seed.extend_from_slice(&SparseFile::encode(f));
+        let sparse = if f.len() > 64 << 10 { SparseFile::encode(f) } else { Vec::new() };
+        if !sparse.is_empty() && sparse.len() < f.len() / 2 {
+            seed.extend_from_slice(&sparse);
         } else {
             seed.extend_from_slice(f);
         }
