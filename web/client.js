@@ -13,13 +13,16 @@ function assets() {
     const bin = atob(wasmText.textContent.trim());
     const bytes = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    return { workerUrl, module: WebAssembly.compile(bytes) };
+    // The worker starts decoders from this text (decode-pool.js): on file:// it may not
+    // start one from the page's blob: URL.
+    return { workerUrl, decoderScript: { text: workerText.textContent }, module: WebAssembly.compile(bytes) };
   }
   const url = new URL('diskscope_bg.wasm', document.baseURI);
   const module = WebAssembly.compileStreaming
     ? WebAssembly.compileStreaming(fetch(url)).catch(() => fetch(url).then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b)))
     : fetch(url).then((r) => r.arrayBuffer()).then((b) => WebAssembly.compile(b));
-  return { workerUrl: new URL('worker.js', document.baseURI).href, module };
+  const workerUrl = new URL('worker.js', document.baseURI).href;
+  return { workerUrl, decoderScript: { url: workerUrl }, module };
 }
 
 /** What a request was doing, in words for an error message ("opening disk.qcow2"). */
@@ -76,7 +79,7 @@ export class WorkerClient {
       ev.preventDefault();
       this.fail({ kind: 'init', message: `the worker failed: ${ev.message || 'it could not be loaded'}` });
     };
-    worker.postMessage({ type: 'init', module });
+    worker.postMessage({ type: 'init', module, decoderScript: this.assets.decoderScript });
   }
 
   receive(msg) {

@@ -12,7 +12,11 @@
 //   - write: every byte that is not zero written at its position into a file handle (the
 //     file the user picked with the File System Access API); zero runs are left unwritten.
 //   - sha256: the raw stream hashed in the core, zero runs without reading anything.
+// On every path, computed runs are decoded by a pool of workers when more than one is
+// asked for (web/decode-pool.js), and placed in guest order as they come back.
 /* global wasm_bindgen, FileReaderSync */
+
+import { DecodePool, computedChunks, orderedReader } from './decode-pool.js';
 
 const KIND_ZERO = 0;
 const KIND_FILE = 1;
@@ -171,6 +175,46 @@ class Job {
 const CANCELLED = { cancelled: true };
 
 // ---------------------------------------------------------------------------------------
+// Decoders
+
+/** The decoders of one export, reading its computed runs in `size`-byte chunks: a pool of
+ * `msg.decoders` workers when that is more than one and there are chunks enough to share,
+ * else this worker's own core. `close()` stops the pool (always call it). */
+async function decoders(msg, ctx, job, size) {
+  const { plan, count } = getPlan(msg.maxParts);
+  let chunks = 0;
+  for (let i = 0; i < count; i++) {
+    if (plan[4 * i] !== KIND_ZERO && plan[4 * i] !== KIND_FILE) chunks += Math.ceil(plan[4 * i + 3] / size);
+  }
+  const want = Math.min(Math.floor(msg.decoders) || 1, chunks);
+  const setup = want > 1 && typeof Worker === 'function' ? ctx.decoders() : null;
+  let pool = null;
+  if (setup) {
+    self.postMessage({ type: 'progress', id: job.id, phase: 'decoders', done: 0, total: want });
+    try {
+      pool = await DecodePool.start({ count: want, ...setup, fail: msg.decoderFail });
+    } catch (err) {
+      // Where workers cannot start workers, this one decodes, as it did before the pool.
+      console.warn(`diskscope: decoding in one worker: ${err.message}`);
+    }
+  }
+  const here = (start, n) => wasm_bindgen.read(start, n);
+  return {
+    pool,
+    count: pool ? pool.size : 1,
+    reader: orderedReader(computedChunks(plan, count, size), pool, here),
+    close: () => pool && pool.close(),
+  };
+}
+
+/** The next computed chunk's bytes, which must be `n` long. */
+async function nextChunk(dec, start, n) {
+  const bytes = await dec.reader.next();
+  if (bytes.length !== n) throw { kind: 'export', message: `${bytes.length} bytes were decoded at guest offset ${start} instead of ${n}` };
+  return bytes;
+}
+
+// ---------------------------------------------------------------------------------------
 // Reading stored runs for the paths that must move bytes (write, sha256).
 
 const reader = new FileReaderSync();
@@ -221,7 +265,10 @@ export async function exportBlob(msg, ctx) {
   let scratch = null;
   const scratchRefs = []; // {at, from, n}: parts that are slices of the scratch file
   let finished = false;
+  let dec = null;
   try {
+    dec = await decoders(msg, ctx, job, COMPUTED_CHUNK);
+    if (await job.step(true)) return CANCELLED;
     if (useScratch) scratch = await openScratch(id);
     for (let i = 0; i < count; i++) {
       const kind = plan[4 * i];
@@ -244,7 +291,7 @@ export async function exportBlob(msg, ctx) {
       } else {
         for (let off = 0; off < length; off += COMPUTED_CHUNK) {
           const n = Math.min(COMPUTED_CHUNK, length - off);
-          const bytes = wasm_bindgen.read(a + off, n);
+          const bytes = await nextChunk(dec, a + off, n);
           if (scratch) {
             const wrote = scratch.access.write(bytes, { at: scratch.at });
             if (wrote !== n) throw { kind: 'io', message: `the browser's storage took ${wrote} of ${n} bytes: is it full?` };
@@ -269,6 +316,7 @@ export async function exportBlob(msg, ctx) {
       if (file.size !== scratch.at) throw { kind: 'io', message: `the scratch file holds ${file.size} bytes instead of ${scratch.at}` };
       for (const r of scratchRefs) parts[r.at] = file.slice(r.from, r.from + r.n);
     }
+    dec.close();
     // Every part readable before the download is offered: each computed Blob (one that
     // fails is made again), each scratch slice, and every dropped file still there.
     job.phase = 'verify';
@@ -306,8 +354,10 @@ export async function exportBlob(msg, ctx) {
       path: scratch ? 'scratch' : computed ? 'memory' : 'references',
       computed,
       verified: checks,
+      decoders: computed ? dec.count : 0,
     };
   } finally {
+    dec?.close();
     if (scratch && scratch.access) scratch.access.close();
     // A cancelled or failed export leaves no scratch file behind.
     if (scratch && !finished) await scratch.root.removeEntry(scratch.handle.name).catch(() => {});
@@ -319,14 +369,16 @@ export async function exportBlob(msg, ctx) {
 
 export async function exportWrite(msg, ctx) {
   const { id, handle } = msg;
-  const { plan, count, total } = getPlan();
+  const { plan, count, total, computed } = getPlan();
   const files = ctx.files();
   const job = new Job(id, total, 'write', ctx);
   // Writes go to a temporary copy that replaces the file only on close(): a cancelled or
   // failed export aborts it, and no partial file is left claiming to be the disk.
   const out = await handle.createWritable({ keepExistingData: false });
   let closed = false;
+  let dec = null;
   try {
+    dec = await decoders(msg, ctx, job, CHUNK);
     await out.truncate(total); // the zero runs: never written
     let guest = 0;
     for (let i = 0; i < count; i++) {
@@ -337,7 +389,7 @@ export async function exportWrite(msg, ctx) {
       if (kind !== KIND_ZERO) {
         for (let off = 0; off < length; off += CHUNK) {
           const n = Math.min(CHUNK, length - off);
-          const bytes = kind === KIND_FILE ? readFile(files[a], b + off, n) : wasm_bindgen.read(a + off, n);
+          const bytes = kind === KIND_FILE ? readFile(files[a], b + off, n) : await nextChunk(dec, a + off, n);
           await out.write({ type: 'write', position: guest + off, data: bytes });
           job.done += n;
           if (await job.step()) {
@@ -356,12 +408,14 @@ export async function exportWrite(msg, ctx) {
         return CANCELLED;
       }
     }
+    dec.close();
     job.phase = 'close';
     await job.step(true);
     await out.close();
     closed = true;
-    return { size: total, path: 'write', name: handle.name };
+    return { size: total, path: 'write', name: handle.name, computed, decoders: computed ? dec.count : 0 };
   } finally {
+    dec?.close();
     if (!closed) await out.abort().catch(() => {});
   }
 }
@@ -371,24 +425,30 @@ export async function exportWrite(msg, ctx) {
 
 export async function sha256(msg, ctx) {
   const { id } = msg;
-  const { plan, count, total } = getPlan();
+  const { plan, count, total, computed } = getPlan();
   const job = new Job(id, total, 'hash', ctx);
-  wasm_bindgen.hash_begin();
   const files = ctx.files();
-  for (let i = 0; i < count; i++) {
-    const kind = plan[4 * i];
-    const a = plan[4 * i + 1];
-    const b = plan[4 * i + 2];
-    const length = plan[4 * i + 3];
-    for (let off = 0; off < length; off += CHUNK) {
-      const n = Math.min(CHUNK, length - off);
-      if (kind === KIND_ZERO) wasm_bindgen.hash_zeros(n);
-      else if (kind === KIND_FILE) wasm_bindgen.hash_update(readFile(files[a], b + off, n));
-      else wasm_bindgen.hash_guest(a + off, n);
-      job.done += n;
-      if (await job.step()) return CANCELLED;
+  const dec = await decoders(msg, ctx, job, CHUNK);
+  try {
+    wasm_bindgen.hash_begin();
+    for (let i = 0; i < count; i++) {
+      const kind = plan[4 * i];
+      const a = plan[4 * i + 1];
+      const b = plan[4 * i + 2];
+      const length = plan[4 * i + 3];
+      for (let off = 0; off < length; off += CHUNK) {
+        const n = Math.min(CHUNK, length - off);
+        if (kind === KIND_ZERO) wasm_bindgen.hash_zeros(n);
+        else if (kind === KIND_FILE) wasm_bindgen.hash_update(readFile(files[a], b + off, n));
+        else if (dec.pool) wasm_bindgen.hash_update(await nextChunk(dec, a + off, n));
+        else wasm_bindgen.hash_guest(a + off, n); // decoded and hashed without leaving the wasm
+        job.done += n;
+        if (await job.step()) return CANCELLED;
+      }
     }
+    await job.step(true);
+    return { sha256: wasm_bindgen.hash_end(), size: total, computed, decoders: computed ? dec.count : 0 };
+  } finally {
+    dec.close();
   }
-  await job.step(true);
-  return { sha256: wasm_bindgen.hash_end(), size: total };
 }

@@ -31,6 +31,21 @@ const MAX_PARTS = (() => {
   return Number.isFinite(v) && v > 0 ? v : undefined;
 })();
 
+/** Workers that decode computed runs in parallel (web/decode-pool.js): one per core, at
+ * most 4 (each holds its own copy of the wasm and the chain's caches); `?decoders=N` sets
+ * another, 1 meaning the inspector's worker decodes them itself. */
+const DECODERS = (() => {
+  const v = Math.floor(Number(new URLSearchParams(location.search).get('decoders')));
+  return Number.isFinite(v) && v > 0 ? Math.min(v, 16) : Math.max(1, Math.min(navigator.hardwareConcurrency || 1, 4));
+})();
+
+/** Tests only: `?decoder-fail=HOW@GUEST` makes the decoder asked for guest byte GUEST fail
+ * ('trap' panics in its wasm, 'uncaught' throws outside any handler). */
+const DECODER_FAIL = (() => {
+  const m = /^(trap|uncaught)@(\d+)$/.exec(new URLSearchParams(location.search).get('decoder-fail') || '');
+  return m ? { how: m[1], at: Number(m[2]) } : undefined;
+})();
+
 let ctx = null; // {state, client, showError}
 const job = { id: null };
 let downloadUrl = null;
@@ -44,7 +59,10 @@ const PHASES = {
   verify: 'Checking parts',
   hash: 'Hashing',
   close: 'Finishing the file',
+  decoders: 'Starting the decoders',
 };
+
+const decodedBy = (n) => (n > 1 ? `${n} workers in parallel` : 'one worker');
 
 export function init(c) {
   ctx = c;
@@ -85,6 +103,7 @@ export function reset() {
   $('export-status').textContent = '';
   $('export-status').classList.remove('refused');
   delete $('export-status').dataset.path;
+  delete $('export-status').dataset.decoders;
   $('export-sha-out').hidden = true;
   $('export-sha-out').textContent = '';
   delete $('export-sha-out').dataset.sha256;
@@ -143,10 +162,11 @@ async function describePath() {
   if (summary) p.dataset.parts = String(summary.parts);
   const refs = 'Download raw builds the raw image from references to your files and to zero blocks, so nothing is copied until the browser saves it';
   const dec = summary ? human(summary.computed) : '';
+  const workers = ` It is decoded by ${decodedBy(DECODERS)}.`;
   const texts = {
     references: `${refs}.`,
-    memory: `${refs}; the ${dec} that must be decoded (compressed or journalled data) is held in memory, each piece checked readable before the download starts.`,
-    scratch: `${refs}; the ${dec} that must be decoded is more than the browser can hold in memory (${human(MEMORY_LIMIT)}), so it is first written to a scratch file in the browser's private storage (OPFS).`,
+    memory: `${refs}; the ${dec} that must be decoded (compressed or journalled data) is held in memory, each piece checked readable before the download starts.${workers}`,
+    scratch: `${refs}; the ${dec} that must be decoded is more than the browser can hold in memory (${human(MEMORY_LIMIT)}), so it is first written to a scratch file in the browser's private storage (OPFS).${workers}`,
   };
   const save = $('export-save') ? ' Save to a file… writes straight into a file you pick, leaving zero runs unwritten.' : '';
   if (path !== 'refused') {
@@ -213,6 +233,10 @@ function progressHandler(t0) {
       phase = m.phase;
       phaseStart = now;
     }
+    if (m.phase === 'decoders') {
+      $('export-text').textContent = `Starting ${m.total} decoding workers…`;
+      return;
+    }
     $('export-bar').value = m.total ? m.done / m.total : 0;
     const name = PHASES[m.phase] || 'Working';
     if (m.phase === 'verify') {
@@ -271,14 +295,16 @@ async function startDownload() {
   const path = await chosenPath();
   if (path === 'refused') return;
   const name = downloadName();
-  const r = await run({ type: 'export', memoryLimit: MEMORY_LIMIT, maxParts: MAX_PARTS, scratch: await scratchOk });
+  const r = await run({ type: 'export', memoryLimit: MEMORY_LIMIT, maxParts: MAX_PARTS, scratch: await scratchOk, decoders: DECODERS, decoderFail: DECODER_FAIL });
   if (!r) return;
   revoke();
   downloadUrl = URL.createObjectURL(r.blob);
-  const how = { references: 'from references to your files', memory: `with ${human(r.computed)} decoded in memory`, scratch: `with ${human(r.computed)} decoded into browser storage` }[r.path];
+  const by = ` by ${decodedBy(r.decoders)}`;
+  const how = { references: 'from references to your files', memory: `with ${human(r.computed)} decoded in memory${by}`, scratch: `with ${human(r.computed)} decoded into browser storage${by}` }[r.path];
   const a = el('a', { href: downloadUrl, download: name, class: 'download-link' }, `Save ${name} again`);
   $('export-status').replaceChildren(`${name} (${human(r.size)}, ${how}; ${r.verified} parts checked) is being saved by your browser. `, a);
   $('export-status').dataset.ms = r.ms.toFixed(1);
+  $('export-status').dataset.decoders = String(r.decoders);
   $('export-status').dataset.path = r.path;
   const click = el('a', { href: downloadUrl, download: name, hidden: true });
   document.body.append(click);
@@ -296,18 +322,22 @@ async function startSave() {
     ctx.showError({ kind: 'error', message: String((err && err.message) || err) }, 'Could not open the file to save to');
     return;
   }
-  const r = await run({ type: 'export-write', handle });
+  const r = await run({ type: 'export-write', handle, decoders: DECODERS, decoderFail: DECODER_FAIL });
   if (!r) return;
-  $('export-status').textContent = `Saved ${r.name} (${human(r.size)}): written directly, zero runs left unwritten, in ${secondsText(r.ms / 1000)}.`;
+  const decoded = r.computed ? `, ${human(r.computed)} decoded by ${decodedBy(r.decoders)}` : '';
+  $('export-status').textContent = `Saved ${r.name} (${human(r.size)}): written directly, zero runs left unwritten${decoded}, in ${secondsText(r.ms / 1000)}.`;
   $('export-status').dataset.ms = r.ms.toFixed(1);
+  $('export-status').dataset.decoders = String(r.decoders);
   $('export-status').dataset.path = 'write';
 }
 
 async function startHash() {
-  const r = await run({ type: 'sha256' });
+  const r = await run({ type: 'sha256', decoders: DECODERS, decoderFail: DECODER_FAIL });
   if (!r) return;
   const out = $('export-sha-out');
   out.hidden = false;
   out.textContent = `SHA-256 ${r.sha256}`;
+  out.title = r.computed ? `${human(r.computed)} decoded by ${decodedBy(r.decoders)}` : '';
+  out.dataset.decoders = String(r.decoders);
   out.dataset.sha256 = r.sha256;
 }

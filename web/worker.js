@@ -6,7 +6,9 @@
 //
 // Protocol (every request carries an `id`; every answer echoes it):
 //   page -> worker
-//     {type: 'init', module}                       module: a compiled WebAssembly.Module
+//     {type: 'init', module, decoderScript?}       module: a compiled WebAssembly.Module;
+//                                                   decoderScript: {url} or {text} of this
+//                                                   script, to start decoders (decode-pool.js)
 //     {type: 'open', id, files, prefer, top, asStored, snapshot}
 //                                                   files: File[]; prefer: names; top: name?;
 //                                                   asStored: don't replay a journal/log;
@@ -16,9 +18,12 @@
 //     {type: 'lookup', id, start, length, limit, layer?}  where guest bytes live
 //                                                   (cells and lookup: `layer` k maps that layer alone)
 //     {type: 'export-summary', id, maxParts?}       the plan's size: total, computed bytes, parts
-//     {type: 'export', id, memoryLimit, scratch}    build the raw image as a Blob (export-work.js)
-//     {type: 'export-write', id, handle}            write it into a FileSystemFileHandle
-//     {type: 'sha256', id}                          SHA-256 of the raw image
+//     {type: 'export', id, memoryLimit, scratch, decoders, decoderFail?}
+//                                                   build the raw image as a Blob (export-work.js)
+//     {type: 'export-write', id, handle, decoders}  write it into a FileSystemFileHandle
+//     {type: 'sha256', id, decoders}                SHA-256 of the raw image
+//                                                   (decoders: workers decoding computed runs;
+//                                                   decoderFail {how, at}: tests only)
 //     {type: 'hostmap', id, max}                    qcow2 host-file cluster usage (or null)
 //     {type: 'versions', id, cellSize}              GOW3 block versions per map cell (or null)
 //     {type: 'entries', id, from, limit, mode, value}  rows of the map-entry table
@@ -32,6 +37,7 @@
 //     {type: 'demos', id}                           the demo samples: [{name, title, about}]
 //     {type: 'demo', id, name}                      a demo's files, written by the core: {name, title, about, files: File[]}
 //     {type: 'fail', id, how}                       tests only: 'trap' panics in the wasm, 'uncaught' throws outside any handler
+//     {type: 'read', id, start, length, fail?}      guest bytes (a decoder's job; `fail`: as 'fail', tests only)
 //   worker -> page
 //     {type: 'ready'} | {type: 'fatal', error}      after init (fatal: the worker is unusable)
 //     {type: 'result', id, value}                   the answer to request `id`
@@ -43,6 +49,8 @@
 import * as exporter from './export-work.js';
 
 let files = [];
+let session = null; // the open request that made the session, for decoders to repeat
+let decoderSetup = null; // {module, script}: what a decoder is started with
 let ready = null;
 let poisoned = null; // set once the wasm instance trapped: it must not be used again
 const cancelled = new Set();
@@ -60,7 +68,11 @@ self.ds_read = (index, offset, view) => {
   view.set(new Uint8Array(buf));
 };
 
-const exportContext = { files: () => files, cancelled };
+const exportContext = {
+  files: () => files,
+  cancelled,
+  decoders: () => decoderSetup && session && { ...decoderSetup, session },
+};
 
 function errorInfo(err) {
   if (err && typeof err === 'object' && typeof err.kind === 'string' && typeof err.message === 'string') return err;
@@ -94,6 +106,19 @@ function fileBytes({ file, offset, length }) {
 
 // ---------------------------------------------------------------------------------------
 
+// For the browser tests of recovery: a real trap in the wasm, or an error no handler
+// catches (which reaches whoever started this worker as its onerror).
+function failForTest(how) {
+  if (how === 'uncaught') {
+    setTimeout(() => {
+      throw new Error('an uncaught failure the test asked for');
+    });
+    return new Promise(() => {});
+  }
+  wasm_bindgen.fail_for_test();
+  return { value: null };
+}
+
 async function handle(msg) {
   switch (msg.type) {
     case 'open': {
@@ -112,6 +137,8 @@ async function handle(msg) {
         );
         value.openMs = performance.now() - t0;
         exporter.forgetPlan();
+        // The top as chosen, so that a decoder opening the same files picks the same one.
+        session = { files, prefer: [], top: value.top, asStored: !!msg.asStored, snapshot: msg.snapshot || undefined };
         return { value };
       } catch (err) {
         files = before;
@@ -169,17 +196,13 @@ async function handle(msg) {
         cancelled.delete(msg.id);
       }
     }
+    case 'read': {
+      if (msg.fail) return failForTest(msg.fail);
+      const value = wasm_bindgen.read(msg.start, msg.length);
+      return { value, transfer: [value.buffer] };
+    }
     case 'fail':
-      // For the browser test of recovery: a real trap in the wasm, or an error no
-      // handler catches (which reaches the page as the worker's onerror).
-      if (msg.how === 'uncaught') {
-        setTimeout(() => {
-          throw new Error('an uncaught failure the test asked for');
-        });
-        return new Promise(() => {});
-      }
-      wasm_bindgen.fail_for_test();
-      return { value: null };
+      return failForTest(msg.how);
     default:
       throw { kind: 'usage', message: `unknown request '${msg.type}'` };
   }
@@ -188,6 +211,7 @@ async function handle(msg) {
 self.onmessage = async (event) => {
   const msg = event.data;
   if (msg.type === 'init') {
+    if (msg.decoderScript) decoderSetup = { module: msg.module, script: msg.decoderScript };
     ready = wasm_bindgen({ module_or_path: msg.module }).then(
       () => self.postMessage({ type: 'ready' }),
       (err) => self.postMessage({ type: 'fatal', error: { kind: 'init', message: `could not start the wasm module: ${err}` } }),
