@@ -11,9 +11,13 @@
 //     export of an 8 GiB image on each path (references; decoded bytes in memory; decoded
 //     bytes in an OPFS scratch file; positioned writes into a file handle), with the
 //     throughput and the peak PSS of all the browser's processes (sampled every 250 ms),
-//     and the references path at 2 GiB too, to show that memory does not grow with size.
+//     and the references path at 2 GiB too, to show that memory does not grow with size;
+//     the decoded paths twice: by one worker (?decoders=1) and by the default pool of
+//     decoding workers (web/decode-pool.js).
 //
 // `npm run bench -- --write` also puts the tables into BENCHMARKS.md.
+// `npm run bench -- --pool` runs only the decoded-path rows (a few minutes), to measure the
+// pool of decoders; it writes nothing.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, statSync, existsSync, openSync, writeSync, closeSync, readFileSync, readdirSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
@@ -247,7 +251,8 @@ async function openMap(b, url, file) {
   return { page: m, ms: median(times), worker: inWorker[inPage.indexOf(m)] };
 }
 
-/** One export on one path; returns {seconds, peakPss, basePss, bytes}. */
+/** One export on one path; returns {seconds, ready (click to the download offered: the
+ * decoding and checking), peakPss, basePss, bytes, decoders}. */
 async function exportOnce(ctx, server, { files, query = '', path, save = false }) {
   const p = await ctx.newPage();
   if (save) {
@@ -265,6 +270,7 @@ async function exportOnce(ctx, server, { files, query = '', path, save = false }
   const mem = sampler(browserPid);
   const t0 = Date.now();
   let size;
+  let ready;
   // Finished, or an error on the page (which fails the bench instead of waiting).
   const outcome = (done) =>
     p.waitForSelector(`${done}, #alert:not([hidden])`, { timeout: 1800000 }).then(async () => {
@@ -287,36 +293,39 @@ async function exportOnce(ctx, server, { files, query = '', path, save = false }
   } else {
     const failed = outcome('#export-status[data-path]').then(() => new Promise(() => {}));
     const [download] = await Promise.race([Promise.all([p.waitForEvent('download', { timeout: 1800000 }), p.click('#export-btn')]), failed]);
+    ready = (Date.now() - t0) / 1000;
     const file = await download.path();
     size = statSync(file).size;
     await download.delete();
   }
   const seconds = (Date.now() - t0) / 1000;
+  ready ??= seconds;
   const peak = mem.stop();
+  const decoders = Number(await p.$eval('#export-status', (x) => x.dataset.decoders || 0));
   // Scratch files of this export go before the next one (they count against the quota).
   await p.evaluate(async () => {
     const dir = await navigator.storage.getDirectory();
     for await (const name of dir.keys()) await dir.removeEntry(name).catch(() => {});
   });
   await p.close();
-  return { seconds, peak, base: mem.base, size, path: save ? 'write' : chosen };
+  return { seconds, ready, peak, base: mem.base, size, path: save ? 'write' : chosen, decoders };
 }
 
 let browserPid = 0;
 
-async function browserBench(dir, big, rows) {
+async function browserBench(dir, big, rows, { poolOnly = false } = {}) {
   run('node', ['scripts/build-web.mjs'], { cwd: root });
   const { serve, single } = await import('../tests/browser/helpers.mjs');
   const server = await serve();
   try {
-    await withBrowser(async (b) => {
+    if (!poolOnly) await withBrowser(async (b) => {
       log(`browser: open + map of the 256 GiB sparse QED (load ${load()})`);
       const served = await openMap(b, server.url, big);
       rows.open.push(['served over http', served.page, served.ms, served.worker, load()]);
       const offline = await openMap(b, `file://${single}`, big);
       rows.open.push(['offline single file', offline.page, offline.ms, offline.worker, load()]);
     });
-    rmSync(big, { force: true });
+    if (big) rmSync(big, { force: true });
 
     // 8 GiB (and 2 GiB) images: 64 MiB runs of data every 256 MiB (a quarter of the disk).
     const random = randomBytes(64 * MiB);
@@ -338,9 +347,9 @@ async function browserBench(dir, big, rows) {
       rmSync(raw);
       return join(dir, name);
     };
-    log('making 2 GiB and 8 GiB QED images (a quarter written) and an 8 GiB qcow2 with zstd clusters');
-    const qed2 = make('e2.qed', 2 * GiB, 'qed', false);
-    const qed8 = make('e8.qed', 8 * GiB, 'qed', false);
+    log(`making ${poolOnly ? '' : '2 GiB and 8 GiB QED images (a quarter written) and '}an 8 GiB qcow2 with zstd clusters`);
+    const qed2 = poolOnly ? null : make('e2.qed', 2 * GiB, 'qed', false);
+    const qed8 = poolOnly ? null : make('e8.qed', 8 * GiB, 'qed', false);
     const mixed8 = make('m8.qcow2', 8 * GiB, 'qcow2', true);
     const computed = JSON.parse(spawnSync('qemu-img', ['map', '--output=json', mixed8]).stdout).filter((r) => r.compressed).reduce((n, r) => n + r.length, 0);
     // A persistent profile: its private storage (OPFS) is on disk, as in a normal window
@@ -357,23 +366,33 @@ async function browserBench(dir, big, rows) {
       // The browser is a child of this process (playwright-core starts it directly).
       const mine = spawnSync('pgrep', ['-P', String(process.pid)]).stdout.toString().trim().split('\n').filter(Boolean);
       browserPid = Number(mine.pop());
-      const cases = [
-        { label: '2 GiB QED, references', files: [qed2], path: 'references' },
-        { label: '8 GiB QED, references', files: [qed8], path: 'references' },
-        { label: `8 GiB qcow2, ${(computed / MiB).toFixed(0)} MiB zstd decoded in memory`, files: [mixed8], path: 'memory' },
-        { label: `8 GiB qcow2, ${(computed / MiB).toFixed(0)} MiB zstd decoded to OPFS scratch`, files: [mixed8], path: 'scratch', query: `?blob-limit=${64 * MiB}` },
-        { label: '2 GiB QED, Save to a file (an OPFS file handle)', files: [qed2], save: true },
-        { label: '8 GiB QED, Save to a file (an OPFS file handle)', files: [qed8], save: true },
+      // The decoded paths by one worker, then by the default pool (min(cores, 4) workers).
+      const zstd = `8 GiB qcow2, ${(computed / MiB).toFixed(0)} MiB zstd`;
+      const decoded = [
+        { label: `${zstd} decoded in memory, 1 decoder`, files: [mixed8], path: 'memory', query: '?decoders=1' },
+        { label: `${zstd} decoded in memory, default decoders`, files: [mixed8], path: 'memory' },
+        { label: `${zstd} decoded to OPFS scratch, 1 decoder`, files: [mixed8], path: 'scratch', query: `?blob-limit=${64 * MiB}&decoders=1` },
+        { label: `${zstd} decoded to OPFS scratch, default decoders`, files: [mixed8], path: 'scratch', query: `?blob-limit=${64 * MiB}` },
       ];
+      const cases = poolOnly
+        ? decoded
+        : [
+            { label: '2 GiB QED, references', files: [qed2], path: 'references' },
+            { label: '8 GiB QED, references', files: [qed8], path: 'references' },
+            ...decoded,
+            { label: '2 GiB QED, Save to a file (an OPFS file handle)', files: [qed2], save: true },
+            { label: '8 GiB QED, Save to a file (an OPFS file handle)', files: [qed8], save: true },
+          ];
       for (const c of cases) {
         log(`  ${c.label} (load ${load()})`);
         try {
           const r = await exportOnce(ctx, server, c);
-          log(`    ${r.seconds.toFixed(1)} s, ${(r.size / MiB / r.seconds).toFixed(0)} MiB/s, peak PSS ${(r.peak / MiB).toFixed(0)} MiB (idle ${(r.base / MiB).toFixed(0)} MiB)`);
-          rows.export.push([c.label, r.path, r.seconds, r.size / MiB / r.seconds, r.peak / MiB, r.base / MiB, load()]);
+          const by = r.decoders ? ` (${r.decoders} decoder${r.decoders > 1 ? 's' : ''})` : '';
+          log(`    ${r.seconds.toFixed(1)} s (offered after ${r.ready.toFixed(1)} s), ${(r.size / MiB / r.seconds).toFixed(0)} MiB/s, peak PSS ${(r.peak / MiB).toFixed(0)} MiB (idle ${(r.base / MiB).toFixed(0)} MiB)${by}`);
+          rows.export.push([c.label, `${r.path}${by}`, r.seconds, r.ready, r.size / MiB / r.seconds, r.peak / MiB, r.base / MiB, load()]);
         } catch (err) {
           log(`    FAILED: ${err.message}`);
-          rows.export.push([c.label, 'FAILED', 0, 0, 0, 0, String(err.message).slice(0, 80)]);
+          rows.export.push([c.label, 'FAILED', 0, 0, 0, 0, 0, String(err.message).slice(0, 80)]);
         }
       }
     } finally {
@@ -400,9 +419,10 @@ async function main() {
   const started = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   const dir = mkdtempSync(join(tmpdir(), 'diskscope-bench-'));
   const rows = { cli: [], open: [], export: [] };
+  const poolOnly = process.argv.includes('--pool');
   try {
-    const big = cliBench(dir, rows.cli);
-    await browserBench(dir, big, rows);
+    const big = poolOnly ? null : cliBench(dir, rows.cli);
+    await browserBench(dir, big, rows, { poolOnly });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -424,15 +444,15 @@ async function main() {
     '',
     table(['page', 'file chosen to map drawn (in the page)', 'pick to seen (with Playwright)', 'worker open + map', 'load'], rows.open.map(([w, pg, ms, wk, l]) => [w, `${pg} ms`, `${ms} ms`, `${wk} ms`, l])),
     '',
-    'Browser export (served page; click to download finished, or to the saved file closed), peak PSS of all browser processes:',
+    'Browser export (served page; click to download finished, or to the saved file closed; offered: click to the download starting, which holds the decoding), peak PSS of all browser processes:',
     '',
     table(
-      ['image and path', 'path', 'time', 'throughput', 'peak PSS', 'idle PSS', 'load'],
-      rows.export.map(([lbl, path, s, r, peak, base, l]) => [lbl, path, `${s.toFixed(1)} s`, `${r.toFixed(0)} MiB/s`, `${peak.toFixed(0)} MiB`, `${base.toFixed(0)} MiB`, l]),
+      ['image and path', 'path', 'time', 'offered', 'throughput', 'peak PSS', 'idle PSS', 'load'],
+      rows.export.map(([lbl, path, s, o, r, peak, base, l]) => [lbl, path, `${s.toFixed(1)} s`, `${o.toFixed(1)} s`, `${r.toFixed(0)} MiB/s`, `${peak.toFixed(0)} MiB`, `${base.toFixed(0)} MiB`, l]),
     ),
   ].join('\n');
   console.log(`\n${out}`);
-  if (process.argv.includes('--write')) {
+  if (process.argv.includes('--write') && !poolOnly) {
     const file = join(root, 'BENCHMARKS.md');
     const text = readFileSync(file, 'utf8');
     const start = '<!-- bench:start -->';
