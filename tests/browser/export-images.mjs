@@ -55,40 +55,14 @@ function fvd(path, basePath) {
   writeFileSync(basePath, Buffer.alloc(VSIZE, 0xbb));
 }
 
-/** FVD variant C not shut down cleanly, its data in a raw data file, over a raw base: the
- * bitmap has block 0 in the data, and the journal's one bitmap record moves blocks 4..7
- * there too. The page reads a layer's second file through the core, so with the journal
- * replayed five blocks are decoded bytes. */
+/** FVD not shut down cleanly, its data in a raw data file, over a raw base: the bitmap has
+ * block 0 in the data, and the journal's one bitmap record moves blocks 4..7 there too.
+ * The page reads a layer's second file through the core, so with the journal replayed five
+ * blocks are decoded bytes. */
 function fvdJournal(path, dataPath, basePath) {
-  const BLOCK = 64 * KiB;
-  const VSIZE = 16 * BLOCK;
-  const HEADER = 8192;
-  const BITMAP = HEADER;
-  const JOURNAL = BITMAP + 4096;
-  const h = Buffer.alloc(JOURNAL + 4096);
-  const u32 = (v, at) => h.writeUInt32LE(v, at);
-  const u64 = (v, at) => h.writeBigUInt64LE(BigInt(v), at);
-  h.write('FVD\0', 0, 'latin1');
-  u32(HEADER, 4);
-  u64(VSIZE, 16);
-  h.write('j-data.raw', 32, 'latin1'); // data_file (data from its byte 0)
-  h.write('raw', 1056, 'latin1');
-  h.write('j-base.raw', 1072, 'latin1');
-  h.write('raw', 2096, 'latin1');
-  u64(VSIZE, 2112);
-  u64(BITMAP, 2120);
-  u64(4096, 2128);
-  u64(BLOCK, 2136);
-  u64(JOURNAL, 2144);
-  u64(4096, 2152);
-  u32(0, 2160); // clean_shutdown = 0: the journal is replayed
-  h[BITMAP] = 0b0000_0001;
-  u32(0x3f2ab8ed, JOURNAL); // bitmap record: blocks 4..7 in the data
-  u32((4 * BLOCK) / 512, JOURNAL + 4);
-  u64((4 * BLOCK) / 512, JOURNAL + 8);
-  writeFileSync(path, h);
   const data = Buffer.alloc(VSIZE);
   for (let i = 0; i < data.length; i += 4096) data.write(`data ${i}`, i, 'latin1');
+  writeFileSync(path, fvdImage({ base: 'j-base.raw', bitmap: 0b0000_0001, journal: { first: 4, count: 4 }, dataFile: 'j-data.raw', data: Buffer.alloc(0) }));
   writeFileSync(dataPath, data);
   writeFileSync(basePath, Buffer.alloc(VSIZE, 0xbb));
 }

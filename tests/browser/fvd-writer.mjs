@@ -17,9 +17,10 @@ const BITMAP_JRECORD = 0x3f2ab8ed;
  * chunks: with a table, the table's first entries (0xffffffff: not stored);
  * journal: instead of a table, one bitmap record dirtying blocks [first, first + count),
  *   and the image not shut down cleanly;
- * data: the bytes after the metadata.
+ * data: the bytes after the metadata;
+ * dataFile: the name of a raw data file that holds the data instead (from its byte 0).
  */
-export function fvdImage({ base = 'base.raw', bitmap, chunks, journal, data }) {
+export function fvdImage({ base = 'base.raw', bitmap, chunks, journal, data, dataFile }) {
   const h = Buffer.alloc(DATA);
   const u32 = (v, at) => h.writeUInt32LE(v, at);
   const u64 = (v, at) => h.writeBigUInt64LE(BigInt(v), at);
@@ -29,6 +30,10 @@ export function fvdImage({ base = 'base.raw', bitmap, chunks, journal, data }) {
   u32(2, 12); // last_open_version
   u64(VSIZE, 16); // virtual_disk_size
   u64(DATA, 24); // data_offset
+  if (dataFile) {
+    h.write(dataFile, 32, 'latin1'); // data_file
+    h.write('raw', 1056, 'latin1'); // data_file_fmt
+  }
   h.write(base, 1072, 'latin1'); // base_img
   h.write('raw', 2096, 'latin1'); // base_img_fmt
   u64(VSIZE, 2112); // base_img_size
