@@ -428,8 +428,21 @@ async function main() {
   }
 
   const machine = `${cpus().length} × ${cpus()[0].model.trim()}, ${(totalmem() / GiB).toFixed(0)} GiB RAM; ${spawnSync('chromium', ['--version']).stdout.toString().trim()}; ${spawnSync('qemu-img', ['--version']).stdout.toString().split('\n')[0]}`;
+  const head = `Run ${started} on ${machine}. Load average (1, 5, 15 min) at each row's end: this machine is shared, so compare rows run under similar load.`;
+  const exportTable = [
+    'Browser export (served page; click to download finished, or to the saved file closed; offered: click to the download starting, which holds the decoding), peak PSS of all browser processes:',
+    '',
+    table(
+      ['image and path', 'path', 'time', 'offered', 'throughput', 'peak PSS', 'idle PSS', 'load'],
+      rows.export.map(([lbl, path, s, o, r, peak, base, l]) => [lbl, path, `${s.toFixed(1)} s`, `${o.toFixed(1)} s`, `${r.toFixed(0)} MiB/s`, `${peak.toFixed(0)} MiB`, `${base.toFixed(0)} MiB`, l]),
+    ),
+  ];
+  if (poolOnly) {
+    console.log(`\n${[head, '', ...exportTable].join('\n')}`);
+    return;
+  }
   const out = [
-    `Run ${started} on ${machine}. Load average (1, 5, 15 min) at each row's end: this machine is shared, so compare rows run under similar load.`,
+    head,
     '',
     `CLI, median of ${RUNS} runs (ratio < 1: diskscope is faster):`,
     '',
@@ -444,15 +457,10 @@ async function main() {
     '',
     table(['page', 'file chosen to map drawn (in the page)', 'pick to seen (with Playwright)', 'worker open + map', 'load'], rows.open.map(([w, pg, ms, wk, l]) => [w, `${pg} ms`, `${ms} ms`, `${wk} ms`, l])),
     '',
-    'Browser export (served page; click to download finished, or to the saved file closed; offered: click to the download starting, which holds the decoding), peak PSS of all browser processes:',
-    '',
-    table(
-      ['image and path', 'path', 'time', 'offered', 'throughput', 'peak PSS', 'idle PSS', 'load'],
-      rows.export.map(([lbl, path, s, o, r, peak, base, l]) => [lbl, path, `${s.toFixed(1)} s`, `${o.toFixed(1)} s`, `${r.toFixed(0)} MiB/s`, `${peak.toFixed(0)} MiB`, `${base.toFixed(0)} MiB`, l]),
-    ),
+    ...exportTable,
   ].join('\n');
   console.log(`\n${out}`);
-  if (process.argv.includes('--write') && !poolOnly) {
+  if (process.argv.includes('--write')) {
     const file = join(root, 'BENCHMARKS.md');
     const text = readFileSync(file, 'utf8');
     const start = '<!-- bench:start -->';
