@@ -1,6 +1,7 @@
 // qcow2 snapshots on the page: listed (id, name, size, date, VM clock), a snapshot's view
 // opened, and its Download raw byte-identical with `qemu-img convert -l snapshot.name=…`.
-// The host-file map is drawn with its legend.
+// The host-file map is drawn with its legend. A snapshot whose clusters are compressed is
+// exported by a pool of decoding workers, each of which must open that snapshot too.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -20,6 +21,12 @@ before(async () => {
   sh('qemu-io', ['-c', 'write -z 0 256k', 's.qcow2'], dir);
   sh('qemu-img', ['convert', '-l', 'snapshot.name=before', '-O', 'raw', 's.qcow2', 'before.raw'], dir);
   sh('qemu-img', ['convert', '-O', 'raw', 's.qcow2', 'current.raw'], dir);
+  // 8 MiB of compressed clusters in the snapshot 'old', overwritten (uncompressed) since.
+  sh('qemu-img', ['create', '-q', '-f', 'qcow2', 'c.qcow2', '16M'], dir);
+  sh('qemu-io', ['-c', 'write -q -c -P 0x44 0 8M', 'c.qcow2'], dir);
+  sh('qemu-img', ['snapshot', '-c', 'old', 'c.qcow2'], dir);
+  sh('qemu-io', ['-c', 'write -q -P 0x55 0 8M', 'c.qcow2'], dir);
+  sh('qemu-img', ['convert', '-l', 'snapshot.name=old', '-O', 'raw', 'c.qcow2', 'old.raw'], dir);
   server = await serve();
   b = await browser();
 });
@@ -61,6 +68,22 @@ test('qcow2 snapshots: listed, a snapshot opened, its raw download matches qemu-
   await p.waitForFunction(() => document.getElementById('snapshot-banner').hidden && document.getElementById('view').dataset.ready === 'true');
   const [d2] = await Promise.all([p.waitForEvent('download'), p.click('#export-btn')]);
   assert.ok(readFileSync(await d2.path()).equals(readFileSync(join(dir, 'current.raw'))));
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
+
+test('a snapshot with compressed clusters downloads the same with a pool of decoders', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  await p.goto(`${server.url}?decoders=2`);
+  await p.setInputFiles('#file-input', join(dir, 'c.qcow2'));
+  await p.waitForSelector('#view[data-ready="true"]');
+  await p.click('#snapshots tr[data-name="old"] .snap-open');
+  await p.waitForFunction(() => !document.getElementById('snapshot-banner').hidden && document.getElementById('view').dataset.ready === 'true');
+  await p.waitForSelector('#export-path[data-path="memory"]');
+  const [download] = await Promise.all([p.waitForEvent('download'), p.click('#export-btn')]);
+  assert.ok(readFileSync(await download.path()).equals(readFileSync(join(dir, 'old.raw'))), 'the snapshot download differs from qemu-img convert -l');
+  assert.equal(await p.$eval('#export-status', (x) => x.dataset.decoders), '2');
   assert.deepEqual(errors, []);
   await p.context().close();
 });
