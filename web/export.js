@@ -59,7 +59,6 @@ const PHASES = {
   verify: 'Checking parts',
   hash: 'Hashing',
   close: 'Finishing the file',
-  decoders: 'Starting the decoders',
 };
 
 const decodedBy = (n) => (n > 1 ? `${n} workers in parallel` : 'one worker');
