@@ -143,11 +143,17 @@ fn open_or_raw(path: &Path, format: Option<&str>) -> Result<Chain> {
     }
 }
 
-fn display_name(chain: &Chain, depth: usize, top: &Path) -> String {
+/// The file a map run is stored in: a layer's image, or one of its companions (a data or
+/// extent file).
+fn display_name(chain: &Chain, depth: usize, file: u16, top: &Path) -> String {
+    let layer = &chain.layers[depth];
+    if let Some(c) = file.checked_sub(1).and_then(|k| layer.image.info().companions.get(k as usize)) {
+        return c.found.clone().unwrap_or_else(|| c.name.clone());
+    }
     if depth == 0 {
         top.display().to_string()
     } else {
-        chain.layers[depth].name.clone()
+        layer.name.clone()
     }
 }
 
@@ -191,7 +197,7 @@ fn run(cli: Cli) -> Result<u8> {
             if json {
                 text::map_json(&mut out, &entries)?;
             } else {
-                text::map(&mut out, &entries, &|d| display_name(&chain, d, &image.image))?;
+                text::map(&mut out, &entries, &|d, f| display_name(&chain, d, f, &image.image))?;
             }
             if let Some(b) = &chain.broken {
                 eprintln!("warning: {}", b.finding().message);

@@ -110,7 +110,7 @@ pub fn map_json(out: &mut dyn Write, entries: &[MapEntry]) -> Result<()> {
     Ok(())
 }
 
-pub fn map(out: &mut dyn Write, entries: &[MapEntry], name: &dyn Fn(usize) -> String) -> Result<()> {
+pub fn map(out: &mut dyn Write, entries: &[MapEntry], name: &dyn Fn(usize, u16) -> String) -> Result<()> {
     writeln!(out, "{:<18} {:<18} {:<18} {:<18} {}", "guest offset", "length", "reads as", "host offset", "file")?;
     for e in entries {
         let what = if let Some(at) = e.invalid {
@@ -127,7 +127,7 @@ pub fn map(out: &mut dyn Write, entries: &[MapEntry], name: &dyn Fn(usize) -> St
             "unallocated (zeros)".into()
         };
         let host = e.offset.map(|o| format!("{:#x}", o)).unwrap_or_default();
-        let file = if e.present || e.data { name(e.depth as usize) } else { String::new() };
+        let file = if e.present || e.data { name(e.depth as usize, e.file) } else { String::new() };
         writeln!(out, "{:<18} {:<18} {:<18} {:<18} {}", format!("{:#x}", e.start), format!("{:#x}", e.length), what, host, file)?;
     }
     Ok(())

@@ -288,6 +288,12 @@ fn external_data_file() {
         let info = diskscope(&[&"info", &img, &"--json"]).ok().json();
         assert_eq!(info["companions"][0]["name"], data.as_str());
         assert!(info["companions"][0]["found"].is_string());
+        // The text map names the data file for the runs stored there, as qemu-img map does.
+        let text = diskscope(&[&"map", &img]).ok().stdout;
+        let files: Vec<&str> = text.lines().skip(1).filter(|l| l.contains(" data ")).map(|l| l.rsplit(' ').next().unwrap()).collect();
+        assert!(!files.is_empty() && files.iter().all(|f| f.ends_with(&data)), "{}", text);
+        let theirs = qemu(&d, "qemu-img", &[&"map", &img]).ok().stdout;
+        assert!(theirs.lines().skip(1).all(|l| l.ends_with(&data)), "{}", theirs);
     }
     // Without its data file the image still opens, says what is missing, and refuses to
     // convert rather than writing zeros for the data.

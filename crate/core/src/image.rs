@@ -19,7 +19,8 @@ pub trait Image {
     /// `start + len` never exceeds the virtual size.
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()>;
 
-    /// The files this layer reads, by index in [`Kind::Data`](crate::Kind::Data): 0 is the image.
+    /// The files this layer reads, by index in [`Kind::Data`](crate::Kind::Data): 0 is the
+    /// image, and index k > 0 is the file of `info().companions[k - 1]`.
     fn file(&self, index: u16) -> Option<&Arc<dyn ReadAt>>;
 
     /// Decode bytes of an extent that is neither plain data nor zero (compressed clusters).
