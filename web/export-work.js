@@ -324,9 +324,12 @@ export async function exportBlob(msg, ctx) {
     const checks = computedParts.length + scratchRefs.length + files.length;
     job.total = checks;
     for (const c of computedParts) {
-      if (!(await readable(parts[c.at]))) {
+      if (msg.loseBlobs || !(await readable(parts[c.at]))) {
         parts[c.at] = new Blob([wasm_bindgen.read(c.start, c.n)]);
-        if (!(await readable(parts[c.at]))) throw { kind: 'io', message: `the browser could not keep decoded bytes at guest offset ${c.start}` };
+        if (msg.loseBlobs || !(await readable(parts[c.at]))) {
+          // The page then tries the scratch file, where it has one (export.js).
+          throw { kind: 'blob-lost', message: `the browser could not keep decoded bytes at guest offset ${c.start} in memory` };
+        }
       }
       job.done++;
       if (await job.step()) return CANCELLED;

@@ -46,6 +46,10 @@ const DECODER_FAIL = (() => {
   return m ? { how: m[1], at: Number(m[2]) } : undefined;
 })();
 
+/** Tests only: `?lose-blobs` makes every in-memory decoded Blob fail its read-back, as
+ * Chromium's can once it holds about 2 GiB of Blob data (webspike.md 3b). */
+const LOSE_BLOBS = new URLSearchParams(location.search).has('lose-blobs');
+
 let ctx = null; // {state, client, showError}
 const job = { id: null };
 let downloadUrl = null;
@@ -251,7 +255,9 @@ function progressHandler(t0) {
 }
 
 /** Run one job in the worker with the progress bar up; null if it was cancelled. */
-async function run(msg) {
+/** `fallback(err)`: whether the caller will try another way after this error (nothing is
+ * shown then, and the error is returned as `{ failed: err }`). */
+async function run(msg, fallback = () => false) {
   const o = ctx.state.opened;
   if (!o || job.id !== null || ctx.refusal(o)) return null;
   for (const b of busyButtons()) b.disabled = true;
@@ -280,6 +286,7 @@ async function run(msg) {
     job.id = null;
     idle();
     if (err && err.kind === 'superseded') return null;
+    if (fallback(err)) return { failed: err };
     $('export-status').textContent = '';
     ctx.showError(err, 'Could not convert');
     return null;
@@ -294,14 +301,24 @@ async function startDownload() {
   const path = await chosenPath();
   if (path === 'refused') return;
   const name = downloadName();
-  const r = await run({ type: 'export', memoryLimit: MEMORY_LIMIT, maxParts: MAX_PARTS, scratch: await scratchOk, decoders: DECODERS, decoderFail: DECODER_FAIL });
-  if (!r) return;
+  // The last download's Blob goes first: decoded bytes of earlier exports still held are
+  // what pushes Chromium past the Blob memory it keeps readable.
   revoke();
+  const scratch = await scratchOk;
+  const msg = { type: 'export', memoryLimit: MEMORY_LIMIT, maxParts: MAX_PARTS, scratch, decoders: DECODERS, decoderFail: DECODER_FAIL, loseBlobs: LOSE_BLOBS };
+  let r = await run(msg, (err) => scratch && err && err.kind === 'blob-lost');
+  let lost = '';
+  if (r && r.failed) {
+    // The browser dropped decoded bytes it held in memory: decode again into the scratch file.
+    lost = ' The browser could not keep the decoded bytes in memory, so they went to its private storage instead.';
+    r = await run({ ...msg, memoryLimit: 0 });
+  }
+  if (!r) return;
   downloadUrl = URL.createObjectURL(r.blob);
   const by = ` by ${decodedBy(r.decoders)}`;
   const how = { references: 'from references to your files', memory: `with ${human(r.computed)} decoded in memory${by}`, scratch: `with ${human(r.computed)} decoded into browser storage${by}` }[r.path];
   const a = el('a', { href: downloadUrl, download: name, class: 'download-link' }, `Save ${name} again`);
-  $('export-status').replaceChildren(`${name} (${human(r.size)}, ${how}; ${r.verified} parts checked) is being saved by your browser. `, a);
+  $('export-status').replaceChildren(`${name} (${human(r.size)}, ${how}; ${r.verified} parts checked) is being saved by your browser.${lost} `, a);
   $('export-status').dataset.ms = r.ms.toFixed(1);
   $('export-status').dataset.decoders = String(r.decoders);
   $('export-status').dataset.path = r.path;

@@ -105,6 +105,30 @@ test('over http, decoded bytes beyond the memory limit go through an OPFS scratc
   await p.context().close();
 });
 
+test('decoded bytes the browser drops from memory are decoded again into the scratch file; from file:// the page says so', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  const c = byName('zstd.qcow2');
+  // ?lose-blobs: every in-memory decoded Blob fails its read-back, as Chromium's can.
+  assert.equal(await open(p, `${server.url}?lose-blobs`, c.files), 'memory');
+  const [download] = await Promise.all([p.waitForEvent('download', { timeout: 60000 }), p.click('#export-btn')]);
+  assert.ok(readFileSync(await download.path()).equals(readFileSync(c.expected)), 'the download differs from diskscope convert');
+  assert.equal(await p.$eval('#export-status', (x) => x.dataset.path), 'scratch');
+  assert.match(await p.textContent('#export-status'), /could not keep the decoded bytes in memory, so they went to its private storage instead/);
+  assert.deepEqual(errors, []);
+  await p.context().close();
+
+  const q = await page(b, []);
+  assert.equal(await open(q, `file://${single}?lose-blobs`, c.files), 'memory');
+  let downloads = 0;
+  q.on('download', () => downloads++);
+  await q.click('#export-btn');
+  await q.waitForSelector('#alert[data-kind="blob-lost"]:not([hidden])', { timeout: 60000 });
+  assert.match(await q.textContent('#alert-message'), /could not keep decoded bytes at guest offset \d+ in memory/);
+  assert.equal(downloads, 0);
+  await q.context().close();
+});
+
 test('from file://, an image with more decoded bytes than memory holds is refused up front, with the CLI command', async () => {
   const errors = [];
   const p = await page(b, errors);
