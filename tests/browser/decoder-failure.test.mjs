@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, readFileSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, page, requireBuild, serve, sh, tmp } from './helpers.mjs';
+import { alertShown, browser, page, requireBuild, serve, sh, tmp } from './helpers.mjs';
 
 const MiB = 1024 * 1024;
 let dir, server, b;
@@ -38,10 +38,6 @@ after(async () => {
   await server?.close();
 });
 
-async function alert(p) {
-  await p.waitForSelector('#alert:not([hidden])', { timeout: 60000 });
-  return { title: await p.textContent('#alert-title'), message: await p.textContent('#alert-message') };
-}
 
 const cases = [
   { name: 'a trap in its wasm', query: `decoder-fail=trap@${8 * MiB}`, file: 't.qcow2', want: /^The guest bytes at offset 8,388,608 could not be decoded \(decoder [12] of 2\): it hit an internal error \(a bug/ },
@@ -59,7 +55,7 @@ for (const c of cases) {
     let downloads = 0;
     p.on('download', () => downloads++);
     await p.click('#export-btn');
-    const shown = await alert(p);
+    const shown = await alertShown(p, 60000);
     assert.equal(shown.title, 'Could not convert');
     assert.match(shown.message, c.want);
     await p.waitForSelector('#export-progress', { state: 'hidden' });

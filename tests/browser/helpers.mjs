@@ -96,3 +96,9 @@ export async function hoverGuest(p, offset) {
   const px = Number(cellPx);
   await p.mouse.move(box.x + (cell % cols) * px + px / 2, box.y + Math.floor(cell / cols) * px + px / 2);
 }
+
+/** The page's error box, once it shows: its title, message and hint. */
+export async function alertShown(p, timeout = 30000) {
+  await p.waitForSelector('#alert:not([hidden])', { timeout });
+  return { title: await p.textContent('#alert-title'), message: await p.textContent('#alert-message'), hint: await p.textContent('#alert-hint') };
+}

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { browser, page, requireBuild, serve, sh, tmp } from './helpers.mjs';
+import { alertShown, browser, page, requireBuild, serve, sh, tmp } from './helpers.mjs';
 
 let dir, server, b;
 
@@ -24,10 +24,6 @@ after(async () => {
   await server?.close();
 });
 
-async function alert(p) {
-  await p.waitForSelector('#alert:not([hidden])');
-  return { title: await p.textContent('#alert-title'), message: await p.textContent('#alert-message'), hint: await p.textContent('#alert-hint') };
-}
 
 for (const how of ['trap', 'uncaught']) {
   test(`a worker failure (${how}) is shown with what was being done, and the page opens the next file`, async () => {
@@ -39,7 +35,7 @@ for (const how of ['trap', 'uncaught']) {
     assert.equal(await p.textContent('#image-name'), 'first.qcow2');
 
     await p.evaluate((h) => window.dispatchEvent(new CustomEvent('diskscope:test-worker-failure', { detail: h })), how);
-    const shown = await alert(p);
+    const shown = await alertShown(p);
     assert.equal(shown.title, 'diskscope had to restart');
     assert.match(shown.message, how === 'trap' ? /internal error/i : /the worker failed: .*uncaught failure the test asked for/i);
     assert.match(shown.hint, /While answering 'fail'\./);
