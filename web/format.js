@@ -18,10 +18,13 @@ export function human(v) {
 }
 
 /** "64 MiB (67,108,864 bytes)". */
+// One formatter: toLocaleString makes a new one per call, slow in tables of thousands.
+const NUMBER = new Intl.NumberFormat('en-US');
+
 export function bytes(v) {
   if (typeof v !== 'number') return String(v);
   if (v < 1024) return human(v);
-  return `${human(v)} (${v.toLocaleString('en-US')} bytes)`;
+  return `${human(v)} (${NUMBER.format(v)} bytes)`;
 }
 
 export function hex(v) {
