@@ -82,6 +82,20 @@ fn the_dirty_bitmap_extension_is_shown() {
     assert!(r.findings.iter().any(|f| f.code == "format-extension" && f.offset == Some(ext_at + 8)), "{:?}", r.findings);
 }
 
+/// An image with a Format Extension and its dirty bitmap as a fuzz seed (scripts/fuzz.sh):
+/// without one, the fuzzer has to find the extension's magic and offset on its own.
+#[test]
+fn fuzz_seeds_with_a_dirty_bitmap() {
+    for cluster in [4096u64, 65536] {
+        let mut w = Writer::new(4 << 20, cluster, true);
+        w.write(3, 0x33);
+        w.add_bitmap([7; 16], 16, &[0, 5, 63]);
+        let c = open(&w.file).unwrap();
+        assert!(c.top().header_fields().iter().any(|f| f.name == "feature 0" && f.value.starts_with("dirty bitmap")));
+        crate::testutil::fuzz_seed("fmt_parallels", &alloc::format!("dirty-bitmap-{}", cluster), &[&w.file]);
+    }
+}
+
 #[test]
 fn check_counts_what_qemu_counts() {
     let mk = || {
