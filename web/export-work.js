@@ -177,16 +177,15 @@ const CANCELLED = { cancelled: true };
 // ---------------------------------------------------------------------------------------
 // Decoders
 
-/** The decoders of one export, reading its computed runs in `size`-byte chunks: a pool of
- * `msg.decoders` workers when that is more than one and there are chunks enough to share,
- * else this worker's own core. `close()` stops the pool (always call it). */
-async function decoders(msg, ctx, job, size) {
-  const { plan, count } = getPlan(msg.maxParts);
+/** The decoders of one export, reading the computed runs of its `plan` (of `count` runs) in
+ * `size`-byte chunks: a pool of `msg.decoders` workers when that is more than one and there
+ * are chunks enough to share, else this worker's own core. `close()` stops the pool (always
+ * call it). */
+async function decoders(msg, ctx, job, { plan, count }, size) {
+  const asked = Math.floor(msg.decoders) || 1;
   let chunks = 0;
-  for (let i = 0; i < count; i++) {
-    if (plan[4 * i] !== KIND_ZERO && plan[4 * i] !== KIND_FILE) chunks += Math.ceil(plan[4 * i + 3] / size);
-  }
-  const want = Math.min(Math.floor(msg.decoders) || 1, chunks);
+  for (const _ of computedChunks(plan, count, size)) if (++chunks >= asked) break;
+  const want = Math.min(asked, chunks);
   const setup = want > 1 && typeof Worker === 'function' ? ctx.decoders() : null;
   let pool = null;
   if (setup) {
@@ -267,7 +266,7 @@ export async function exportBlob(msg, ctx) {
   let finished = false;
   let dec = null;
   try {
-    dec = await decoders(msg, ctx, job, COMPUTED_CHUNK);
+    dec = await decoders(msg, ctx, job, { plan, count }, COMPUTED_CHUNK);
     if (await job.step(true)) return CANCELLED;
     if (useScratch) scratch = await openScratch(id);
     for (let i = 0; i < count; i++) {
@@ -381,7 +380,7 @@ export async function exportWrite(msg, ctx) {
   let closed = false;
   let dec = null;
   try {
-    dec = await decoders(msg, ctx, job, CHUNK);
+    dec = await decoders(msg, ctx, job, { plan, count }, CHUNK);
     await out.truncate(total); // the zero runs: never written
     let guest = 0;
     for (let i = 0; i < count; i++) {
@@ -431,7 +430,7 @@ export async function sha256(msg, ctx) {
   const { plan, count, total, computed } = getPlan();
   const job = new Job(id, total, 'hash', ctx);
   const files = ctx.files();
-  const dec = await decoders(msg, ctx, job, CHUNK);
+  const dec = await decoders(msg, ctx, job, { plan, count }, CHUNK);
   try {
     wasm_bindgen.hash_begin();
     for (let i = 0; i < count; i++) {
