@@ -49,8 +49,13 @@ if [ ! -d "$seeds" ]; then
     done
     mkdir -p "$seeds.tmp/inspect" "$seeds.tmp/chain"
     for s in "$seeds.tmp"/fmt_*/*; do
-        # inspect's first byte picks the probe (0) or a driver; chain probes the first file.
-        printf '\0' | cat - "$s" >"$seeds.tmp/inspect/$(basename "$(dirname "$s")")-$(basename "$s")"
+        # inspect's first byte picks the probe (0) or a driver, and the rest is one file: a
+        # seed's first file only. Given a whole multi-file seed, an add-cow file read the
+        # files after it as its bitmap (a 600 GiB disk of random runs, 2-3 s a run) and such
+        # inputs took 80 % of inspect's time. chain probes the first file of the whole seed.
+        cut=$(grep -obUaPz -m1 '\n--\n' "$s" | tr '\0' '\n' | head -1 | cut -d: -f1 || true)
+        { printf '\0'; head -c "${cut:-$(stat -c %s "$s")}" "$s"; } \
+            >"$seeds.tmp/inspect/$(basename "$(dirname "$s")")-$(basename "$s")"
         cp "$s" "$seeds.tmp/chain/$(basename "$(dirname "$s")")-$(basename "$s")"
     done
     rm -rf "$q"
