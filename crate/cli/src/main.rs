@@ -172,7 +172,15 @@ fn progress_bar(total: u64, force: bool, what: &str) -> indicatif::ProgressBar {
 }
 
 fn run(cli: Cli) -> Result<u8> {
-    let mut out = std::io::stdout().lock();
+    // Rust's stdout flushes at every newline, even into a pipe or file: a map of millions of
+    // runs was millions of write calls (13 s for 5 million lines, 8 s of it in the kernel).
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let code = run_command(cli, &mut out)?;
+    out.flush()?;
+    Ok(code)
+}
+
+fn run_command(cli: Cli, mut out: impl Write) -> Result<u8> {
     match cli.command {
         Command::Info { image, json } => {
             let chain = open(&image.image, image.format.as_deref())?;
@@ -200,6 +208,7 @@ fn run(cli: Cli) -> Result<u8> {
                 text::map(&mut out, &entries, &|d, f| display_name(&chain, d, f, &image.image))?;
             }
             if let Some(b) = &chain.broken {
+                out.flush()?; // the warning follows the map, as it did unbuffered
                 eprintln!("warning: {}", b.finding().message);
             }
         }
