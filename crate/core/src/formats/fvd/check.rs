@@ -34,13 +34,13 @@ pub(super) fn check(img: &Fvd) -> Result<CheckResult> {
     let mut stale = 0u64;
     for x in &img.journal {
         match &x.kind {
-            JKind::Malformed { reason, .. } => r.add(f(malformed_sev, "journal-record-malformed", x.offset, x.length, format!(
+            JKind::Malformed { reason, .. } => r.add_with(malformed_sev, 1, || f(malformed_sev, "journal-record-malformed", x.offset, x.length, format!(
                 "malformed journal record: {}", reason))),
             _ if x.stale => stale += 1,
             _ => {}
         }
         if let Some(p) = &x.problem {
-            r.add(f(Severity::Warning, "journal-record-range", x.offset, x.length, format!("journal record: {}", p)));
+            r.add_with(Severity::Warning, 1, || f(Severity::Warning, "journal-record-range", x.offset, x.length, format!("journal record: {}", p)));
         }
     }
     if stale > 0 {
@@ -258,7 +258,7 @@ fn check_table(img: &Fvd, t: &super::Table, r: &mut CheckResult) -> Result<u64> 
                 if id < id_space {
                     let (byte, bit) = ((id / 8) as usize, id % 8);
                     if s[byte] >> bit & 1 == 1 {
-                        r.add(Finding {
+                        r.add_with(Severity::Corruption, 1, || Finding {
                             guest: Some(i * chunk),
                             ..f(Severity::Corruption, "chunk-shared", entry_at(i), 4, format!(
                                 "table entry {} uses chunk id {}, which an earlier entry uses too: writing one part of the disk would change the other", i, id))
@@ -270,7 +270,7 @@ fn check_table(img: &Fvd, t: &super::Table, r: &mut CheckResult) -> Result<u64> 
             if let Some(size) = data_size {
                 let start = id.saturating_mul(chunk).saturating_add(data_start);
                 if start >= size {
-                    r.add(Finding {
+                    r.add_with(Severity::Corruption, 1, || Finding {
                         guest: Some(i * chunk),
                         ..f(Severity::Corruption, "chunk-past-data", entry_at(i), 4, format!(
                             "table entry {} points to chunk id {} at byte {}, past the end of the data ({} bytes): it reads as zeros", i, id, start, size))
@@ -323,7 +323,7 @@ fn bitmap_without_chunk(img: &Fvd, t: &super::Table, r: &mut CheckResult) -> Res
                         }
                         last_reported = Some(c);
                         let (s, end) = (c * chunk, ((c + 1) * chunk).min(covered));
-                        r.add(Finding {
+                        r.add_with(Severity::Corruption, 1, || Finding {
                             guest: Some(s),
                             ..img.finding(Severity::Corruption, "bitmap-without-chunk", g.table_offset.saturating_add(4 * c), 4, format!(
                                 "guest bytes {} to {} are marked as stored in this image (bitmap bit 1), but their chunk's table entry {} is empty: they read as zeros, not as the base image",

@@ -82,7 +82,7 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
                 let at = geo.entry_at(i);
                 refs.push(b << 32 | i);
                 if !inside {
-                    r.add(g.finding(Severity::Warning, "entry-beyond-size", at, 4, None, format!(
+                    r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "entry-beyond-size", at, 4, None, format!(
                         "the map entry of logical block {} is {} (data block {}), but the disk ends at block {}: it is never read", i, e, b, blocks)));
                     continue;
                 }
@@ -92,7 +92,7 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
                 }
                 last = Some(b);
                 if geo.block_at(b) >= eof {
-                    r.add(g.finding(Severity::Corruption, "block-past-eof", at, 4, guest, format!(
+                    r.add_with(Severity::Corruption, 1, || g.finding(Severity::Corruption, "block-past-eof", at, 4, guest, format!(
                         "the map entry of logical block {} is {}: data block {} at byte {}, past the end of the file ({} bytes); its data is not in the file",
                         i, e, b, geo.block_at(b), eof)));
                 }
@@ -113,7 +113,7 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
         while j < refs.len() && refs[j] >> 32 == b {
             let i = refs[j] & 0xffff_ffff;
             if b < file_blocks {
-                r.add(g.finding(Severity::Corruption, "block-shared", geo.entry_at(i), 4, (i < blocks).then_some(i * BLOCK), format!(
+                r.add_with(Severity::Corruption, 1, || g.finding(Severity::Corruption, "block-shared", geo.entry_at(i), 4, (i < blocks).then_some(i * BLOCK), format!(
                     "logical blocks {} and {} both map to data block {} (byte {}): writing one would change the other",
                     owner, i, b, geo.block_at(b))));
             }
@@ -125,7 +125,7 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
         }
         if Some(b) == short {
             let missing = geo.block_at(b) + BLOCK - eof;
-            r.add(g.finding(Severity::Warning, "short-final-block", geo.entry_at(owner), 4, (owner < blocks).then_some(owner * BLOCK), format!(
+            r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "short-final-block", geo.entry_at(owner), 4, (owner < blocks).then_some(owner * BLOCK), format!(
                 "data block {} (logical block {}) at byte {} is only {} of 65536 bytes: the file ends {} bytes early; the missing bytes read as zero",
                 b, owner, geo.block_at(b), BLOCK - missing, missing)));
         }
@@ -134,7 +134,7 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
     if let Some(b) = short {
         if used_in_file.binary_search(&b).is_err() {
             let missing = geo.block_at(b) + BLOCK - eof;
-            r.add(g.finding(Severity::Warning, "short-final-block", geo.block_at(b), BLOCK - missing, None, format!(
+            r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "short-final-block", geo.block_at(b), BLOCK - missing, None, format!(
                 "the last data block ({} at byte {}) is only {} of 65536 bytes, and no map entry uses it", b, geo.block_at(b), BLOCK - missing)));
         }
     }
@@ -146,7 +146,7 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
             let n = b - next;
             r.leaks += n;
             let at = geo.block_at(next);
-            r.add(g.finding(Severity::Leak, "leaked-blocks", at, (geo.block_at(b)).min(eof) - at, None, format!(
+            r.add_with(Severity::Leak, 1, || g.finding(Severity::Leak, "leaked-blocks", at, (geo.block_at(b)).min(eof) - at, None, format!(
                 "{} from data block {} (byte {}) {} not used by any map entry",
                 plural(n, "data block", "data blocks"), next, at, if n == 1 { "is" } else { "are" })));
         }
@@ -188,17 +188,17 @@ fn version_findings(g: &Gow, r: &mut CheckResult, i: u64, e: u32, v: u32, inside
     let guest = inside.then_some(i * BLOCK);
     if !inside {
         if v != 0 {
-            r.add(g.finding(Severity::Warning, "version-beyond-size", at, 4, None, format!(
+            r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "version-beyond-size", at, 4, None, format!(
                 "logical block {} is past the end of the disk but has version {}", i, v)));
         }
     } else if e == 0 && v != 0 {
-        r.add(g.finding(Severity::Warning, "version-on-unallocated", at, 4, guest, format!(
+        r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "version-on-unallocated", at, 4, guest, format!(
             "logical block {} was never written (map entry 0) but has version {}", i, v)));
     } else if e != 0 && v == 0 {
-        r.add(g.finding(Severity::Warning, "version-missing", at, 4, guest, format!(
+        r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "version-missing", at, 4, guest, format!(
             "logical block {} is stored but has version 0 (never written): a delta would never fetch it", i)));
     } else if v > g.session {
-        r.add(g.finding(Severity::Warning, "version-after-session", at, 4, guest, format!(
+        r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "version-after-session", at, 4, guest, format!(
             "logical block {} has version {}, newer than the current session {}", i, v, g.session)));
     }
 }

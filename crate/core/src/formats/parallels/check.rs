@@ -51,7 +51,7 @@ pub(super) fn run(p: &Parallels) -> Result<CheckResult> {
         let off = sector.saturating_mul(512);
         let guest = Some(i as u64 * cs);
         if off.saturating_add(cs) > size {
-            r.add(finding(p, Severity::Corruption, "cluster-outside", Parallels::entry_at(i as u64), 4, guest, format!(
+            r.add_with(Severity::Corruption, 1, || finding(p, Severity::Corruption, "cluster-outside", Parallels::entry_at(i as u64), 4, guest, format!(
                 "cluster {} is outside the image: it names byte {:#x}, past the end of the file ({} bytes)", i, off, size)));
             continue;
         }
@@ -89,12 +89,12 @@ pub(super) fn run(p: &Parallels) -> Result<CheckResult> {
             let at = Parallels::entry_at(i as u64);
             let guest = Some(i as u64 * cs);
             if off < data_start {
-                r.add(finding(p, Severity::Corruption, "cluster-in-metadata", at, 4, guest, format!(
+                r.add_with(Severity::Corruption, 1, || finding(p, Severity::Corruption, "cluster-in-metadata", at, 4, guest, format!(
                     "cluster {} names byte {:#x}, inside the header and BAT (the data area starts at {:#x})", i, off, data_start)));
                 continue;
             }
             if !(off - data_start).is_multiple_of(cs) {
-                r.add(finding(p, Severity::Warning, "cluster-misaligned", at, 4, guest, format!(
+                r.add_with(Severity::Warning, 1, || finding(p, Severity::Warning, "cluster-misaligned", at, 4, guest, format!(
                     "cluster {} at {:#x} is not aligned to clusters from the data area's start", i, off)));
             }
             let c = (off - data_start) / cs;
@@ -103,7 +103,7 @@ pub(super) fn run(p: &Parallels) -> Result<CheckResult> {
                 continue;
             }
             if used[w] >> b & 1 == 1 {
-                r.add(finding(p, Severity::Corruption, "cluster-shared", at, 4, guest, format!(
+                r.add_with(Severity::Corruption, 1, || finding(p, Severity::Corruption, "cluster-shared", at, 4, guest, format!(
                     "cluster {} names byte {:#x}, which another BAT entry names too: writing one changes the other", i, off)));
             }
             used[w] |= 1 << b;

@@ -404,13 +404,13 @@ impl Image for Qcow {
                 Ok(None) => continue,
                 Ok(Some(l2)) => l2,
                 Err(_) => {
-                    r.add(self.finding(Severity::Corruption, "l1-entry-invalid", at, 8, Some(guest), format!(
+                    r.add_with(Severity::Corruption, 1, || self.finding(Severity::Corruption, "l1-entry-invalid", at, 8, Some(guest), format!(
                         "L1 entry {} ({:#x}) points outside the file, or lies outside it", i, self.l1.get(i as usize).copied().unwrap_or(0))));
                     continue;
                 }
             };
             if !mark(&mut used, l2, self.l2_bytes(), ONCE) {
-                r.add(self.finding(Severity::Corruption, "l2-table-shared", at, 8, Some(guest), format!(
+                r.add_with(Severity::Corruption, 1, || self.finding(Severity::Corruption, "l2-table-shared", at, 8, Some(guest), format!(
                     "the L2 table at {:#x} overlaps another table or data", l2)));
                 continue;
             }
@@ -423,23 +423,23 @@ impl Image for Qcow {
                 let eat = l2 + k as u64 * 8;
                 r.allocated_clusters += 1;
                 match self.kind(e, eat, 0) {
-                    Kind::Invalid { .. } => r.add(self.finding(Severity::Corruption, "l2-entry-invalid", eat, 8, Some(g), format!(
+                    Kind::Invalid { .. } => r.add_with(Severity::Corruption, 1, || self.finding(Severity::Corruption, "l2-entry-invalid", eat, 8, Some(g), format!(
                         "L2 entry {:#x} points outside the file", e))),
                     Kind::Compressed { .. } => {
                         r.compressed_clusters += 1;
                         let (off, len) = self.compressed_range(e);
                         if !mark(&mut used, off, len, SHARED) {
-                            r.add(self.finding(Severity::Corruption, "cluster-shared", eat, 8, Some(g), format!(
+                            r.add_with(Severity::Corruption, 1, || self.finding(Severity::Corruption, "cluster-shared", eat, 8, Some(g), format!(
                                 "the compressed data at {:#x} overlaps a table or a data cluster", off)));
                         }
                     }
                     _ => {
                         if e % cluster != 0 {
-                            r.add(self.finding(Severity::Warning, "l2-entry-unaligned", eat, 8, Some(g), format!(
+                            r.add_with(Severity::Warning, 1, || self.finding(Severity::Warning, "l2-entry-unaligned", eat, 8, Some(g), format!(
                                 "the data cluster at {:#x} is not cluster-aligned (QEMU never writes this)", e)));
                         }
                         if !mark(&mut used, e, cluster, ONCE) {
-                            r.add(self.finding(Severity::Corruption, "cluster-shared", eat, 8, Some(g), format!(
+                            r.add_with(Severity::Corruption, 1, || self.finding(Severity::Corruption, "cluster-shared", eat, 8, Some(g), format!(
                                 "the data cluster at {:#x} is used more than once", e)));
                         }
                     }
@@ -465,7 +465,7 @@ impl Image for Qcow {
                 c += 1;
             }
             r.leaks += c - s;
-            r.add(self.finding(Severity::Leak, "leaked-clusters", s * cluster, (c - s) * cluster, None, format!(
+            r.add_with(Severity::Leak, 1, || self.finding(Severity::Leak, "leaked-clusters", s * cluster, (c - s) * cluster, None, format!(
                 "{} cluster{} at {:#x} {} not used by any table", c - s, if c - s == 1 { "" } else { "s" }, s * cluster, if c - s == 1 { "is" } else { "are" })));
         }
         if r.compressed_clusters > 0 {

@@ -79,9 +79,11 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn finding(&mut self, severity: Severity, code: &'static str, offset: u64, length: u64, guest: Option<u64>, message: String) {
+    /// The message is made only if the finding is kept (a table's every entry can be bad).
+    fn finding(&mut self, severity: Severity, code: &'static str, offset: u64, length: u64, guest: Option<u64>, message: impl FnOnce() -> String) {
         if let Some(r) = self.r.as_deref_mut() {
-            r.add(Finding { severity, code, file: self.q.name.clone(), offset: Some(offset), length, guest, message });
+            let file = &self.q.name;
+            r.add_with(severity, 1, || Finding { severity, code, file: file.clone(), offset: Some(offset), length, guest, message: message() });
         }
     }
 
@@ -93,9 +95,9 @@ impl Walk<'_> {
         }
         let cluster = self.q.cluster;
         if rf.offset.saturating_add(rf.len) >= self.file_len.saturating_add(cluster) {
-            let what = LEGEND[rf.class as usize];
-            self.finding(Severity::Corruption, "past-end", rf.entry, 8, rf.guest, format!(
-                "{} at {:#x} ({} bytes, named at byte {}) lies past the end of the file ({} bytes)", what, rf.offset, rf.len, rf.entry, self.file_len));
+            let (what, file_len) = (LEGEND[rf.class as usize], self.file_len);
+            self.finding(Severity::Corruption, "past-end", rf.entry, 8, rf.guest, || format!(
+                "{} at {:#x} ({} bytes, named at byte {}) lies past the end of the file ({} bytes)", what, rf.offset, rf.len, rf.entry, file_len));
             return;
         }
         (self.visit)(&rf);
@@ -109,7 +111,7 @@ impl Walk<'_> {
         self.l1(h.l1_table_offset, h.l1_size as u64, 40, true)?;
         for s in &q.snaps.entries {
             if s.l1_table_offset % cluster != 0 || s.l1_size * 8 > MAX_L1_BYTES {
-                self.finding(Severity::Corruption, "snapshot-l1-invalid", s.offset, 12, None, format!(
+                self.finding(Severity::Corruption, "snapshot-l1-invalid", s.offset, 12, None, || format!(
                     "snapshot {} \"{}\" has an L1 table of {} entries at {:#x}: not cluster-aligned or too large", s.id, s.name, s.l1_size, s.l1_table_offset));
                 continue;
             }
@@ -149,12 +151,12 @@ impl Walk<'_> {
                 continue;
             }
             if off % cluster != 0 {
-                self.finding(Severity::Corruption, "refblock-unaligned", at, 8, None, format!(
+                self.finding(Severity::Corruption, "refblock-unaligned", at, 8, None, || format!(
                     "refcount table entry {} points to {:#x}, which is not cluster-aligned", i, off));
                 continue;
             }
             if off / cluster >= nb_clusters {
-                self.finding(Severity::Corruption, "refblock-past-end", at, 8, None, format!(
+                self.finding(Severity::Corruption, "refblock-past-end", at, 8, None, || format!(
                     "refcount table entry {} points to {:#x}, past the end of the file", i, off));
                 continue;
             }
@@ -181,7 +183,7 @@ impl Walk<'_> {
             let at = offset.saturating_add(i as u64 * 8);
             let guest = (i as u64).checked_mul(cover);
             if e & L1E_RESERVED_MASK != 0 {
-                self.finding(Severity::Corruption, "l1-reserved-bits", at, 8, guest, format!("L1 entry {} ({:#018x}) has reserved bits set", i, e));
+                self.finding(Severity::Corruption, "l1-reserved-bits", at, 8, guest, || format!("L1 entry {} ({:#018x}) has reserved bits set", i, e));
             }
             let l2 = e & L1E_OFFSET_MASK;
             if l2 == 0 {
@@ -190,7 +192,7 @@ impl Walk<'_> {
             self.inc(Ref { offset: l2, len: q.cluster, class: hc::L2, entry: at, guest });
             if l2 % q.cluster != 0 {
                 // QEMU reports it and still walks the cluster-sized table at that offset.
-                self.finding(Severity::Corruption, "l1-entry-unaligned", at, 8, guest, format!(
+                self.finding(Severity::Corruption, "l1-entry-unaligned", at, 8, guest, || format!(
                     "L1 entry {} points to an L2 table at {:#x}, which is not cluster-aligned; QEMU fails reads through it", i, l2));
             }
             if l2 >= self.file_len {
@@ -210,7 +212,7 @@ impl Walk<'_> {
             if let Some(r) = self.r.as_deref_mut() {
                 r.check_errors += 1;
             }
-            self.finding(Severity::Corruption, "l2-read-failed", l2, cluster, None, format!("the L2 table at {:#x} (L1 entry at byte {}) cannot be read: {}", l2, named, e));
+            self.finding(Severity::Corruption, "l2-read-failed", l2, cluster, None, || format!("the L2 table at {:#x} (L1 entry at byte {}) cannot be read: {}", l2, named, e));
             return Ok(());
         }
         let extended = q.h.extended_l2();
@@ -221,11 +223,11 @@ impl Walk<'_> {
             let guest = (l1_index * q.l2_entries + k as u64).checked_mul(cluster);
             if e & OFLAG_COMPRESSED != 0 {
                 if q.has_data_file() {
-                    self.finding(Severity::Corruption, "compressed-with-data-file", at, 8, guest, String::from(
+                    self.finding(Severity::Corruption, "compressed-with-data-file", at, 8, guest, || String::from(
                         "a compressed cluster in an image with an external data file, where compression is not allowed"));
                 }
                 if extended && bm != 0 {
-                    self.finding(Severity::Corruption, "compressed-subcluster-bitmap", at + 8, 8, guest, format!(
+                    self.finding(Severity::Corruption, "compressed-subcluster-bitmap", at + 8, 8, guest, || format!(
                         "a compressed cluster's subcluster bitmap is {:#x}; it must be zero", bm));
                 }
                 if active {
@@ -243,19 +245,19 @@ impl Walk<'_> {
             let off = e & L2E_OFFSET_MASK;
             let reserved = if extended { L2E_STD_RESERVED_MASK | OFLAG_ZERO } else { L2E_STD_RESERVED_MASK };
             if e & reserved != 0 {
-                self.finding(Severity::Corruption, "l2-reserved-bits", at, 8, guest, format!("L2 entry {:#018x} has reserved bits set", e));
+                self.finding(Severity::Corruption, "l2-reserved-bits", at, 8, guest, || format!("L2 entry {:#018x} has reserved bits set", e));
             }
             if extended && (bm as u32) & ((bm >> 32) as u32) != 0 {
-                self.finding(Severity::Corruption, "subcluster-allocated-and-zero", at + 8, 8, guest, format!(
+                self.finding(Severity::Corruption, "subcluster-allocated-and-zero", at + 8, 8, guest, || format!(
                     "subcluster bitmap {:#018x} marks subclusters both allocated and zero; QEMU fails reads of this cluster", bm));
             }
             if !extended && e & OFLAG_ZERO != 0 && q.h.version < 3 {
-                self.finding(Severity::Warning, "zero-flag-v2", at, 8, guest, String::from(
+                self.finding(Severity::Warning, "zero-flag-v2", at, 8, guest, || String::from(
                     "the zero flag is set in a version 2 image, where it does not exist; QEMU fails reads of this cluster (qemu-img check does not count it)"));
             }
             if off == 0 && !(q.has_data_file() && e & OFLAG_COPIED != 0) {
                 if extended && bm as u32 != 0 {
-                    self.finding(Severity::Corruption, "subcluster-without-cluster", at + 8, 8, guest, String::from(
+                    self.finding(Severity::Corruption, "subcluster-without-cluster", at + 8, 8, guest, || String::from(
                         "subclusters are marked allocated but the entry has no host cluster; QEMU fails reads of this cluster"));
                 }
                 continue;
@@ -271,12 +273,12 @@ impl Walk<'_> {
                 self.next_contiguous = off + cluster;
             }
             if off % cluster != 0 {
-                self.finding(Severity::Corruption, "l2-entry-unaligned", at, 8, guest, format!(
+                self.finding(Severity::Corruption, "l2-entry-unaligned", at, 8, guest, || format!(
                     "L2 entry points to {:#x}, which is not cluster-aligned; QEMU fails reads of this cluster", off));
             }
             if q.has_data_file() {
                 if off != guest.unwrap_or(u64::MAX) {
-                    self.finding(Severity::Corruption, "data-file-not-1-to-1", at, 8, guest, format!(
+                    self.finding(Severity::Corruption, "data-file-not-1-to-1", at, 8, guest, || format!(
                         "with an external data file a cluster must be stored at its guest offset, but this one points to {:#x}", off));
                 }
                 continue; // clusters in the data file are not refcounted
@@ -462,16 +464,18 @@ pub(super) fn run(q: &Qcow2) -> Result<CheckResult> {
         if rc < refs {
             let who = named.get(&s).filter(|v| !v.is_empty()).map(|v| format!(": used as {}", v.join("; "))).unwrap_or_default();
             let why = if refs > 1 { " (the same host cluster is used more than once: a write through one user changes what the others read)" } else { "" };
-            r.add_counted(finding(q, Severity::Corruption, "refcount-too-low", at, n * cluster, format!(
-                "{} cluster{} at {:#x}: refcount {} but referenced {} time{}{}{}", n, plural, at, rc, refs, if refs == 1 { "" } else { "s" }, why, who)), n);
+            r.add_with(Severity::Corruption, n, || finding(q, Severity::Corruption, "refcount-too-low", at, n * cluster, format!(
+                "{} cluster{} at {:#x}: refcount {} but referenced {} time{}{}{}", n, plural, at, rc, refs, if refs == 1 { "" } else { "s" }, why, who)));
         } else {
             r.leaks += n;
-            let what = if refs == 0 {
-                format!("{} not referenced by anything: space the file holds but does not use", if n == 1 { "is" } else { "are" })
-            } else {
-                format!("{} refcount {} but {} referenced only {} time{}", if n == 1 { "has" } else { "have" }, rc, if n == 1 { "is" } else { "are" }, refs, if refs == 1 { "" } else { "s" })
-            };
-            r.add(finding(q, Severity::Leak, "leaked-clusters", at, n * cluster, format!("{} cluster{} at {:#x} {}", n, plural, at, what)));
+            r.add_with(Severity::Leak, 1, || {
+                let what = if refs == 0 {
+                    format!("{} not referenced by anything: space the file holds but does not use", if n == 1 { "is" } else { "are" })
+                } else {
+                    format!("{} refcount {} but {} referenced only {} time{}", if n == 1 { "has" } else { "have" }, rc, if n == 1 { "is" } else { "are" }, refs, if refs == 1 { "" } else { "s" })
+                };
+                finding(q, Severity::Leak, "leaked-clusters", at, n * cluster, format!("{} cluster{} at {:#x} {}", n, plural, at, what))
+            });
         }
     }
     copied_flags(q, &mut r, &mut stored)?;
@@ -526,7 +530,7 @@ fn copied_flags(q: &Qcow2, r: &mut CheckResult, stored: &mut Refcounts) -> Resul
             if (rc == 1) != (e & OFLAG_COPIED != 0) {
                 let at = l2 + k as u64 * q.eb;
                 let guest = (i as u64 * q.l2_entries + k as u64) * cluster;
-                r.add(Finding {
+                r.add_with(Severity::Corruption, 1, || Finding {
                     severity: Severity::Corruption,
                     code: "copied-flag",
                     file: q.name.clone(),

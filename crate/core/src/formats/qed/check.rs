@@ -76,7 +76,7 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
         let entry_at = l1_offset + i as u64 * 8;
         let guest = (i as u64).checked_mul(q.l2_cover()).filter(|g| *g < q.info.virtual_size);
         if !q.valid_table(l2) {
-            r.add(finding(q, Severity::Corruption, "l1-entry-invalid", entry_at, 8, guest, format!(
+            r.add_with(Severity::Corruption, 1, || finding(q, Severity::Corruption, "l1-entry-invalid", entry_at, 8, guest, format!(
                 "L1 entry {} points to {:#x}, which is not a cluster-aligned L2 table inside the file", i, l2)));
             continue;
         }
@@ -111,10 +111,10 @@ pub(super) fn run(q: &Qed) -> Result<CheckResult> {
             let at = l2 + k as u64 * 8;
             let g = guest.map(|g| g + k as u64 * cluster);
             if !q.valid_cluster(e) {
-                r.add(finding(q, Severity::Corruption, "l2-entry-invalid", at, 8, g, format!(
+                r.add_with(Severity::Corruption, 1, || finding(q, Severity::Corruption, "l2-entry-invalid", at, 8, g, format!(
                     "L2 entry points to {:#x}, which is not a cluster-aligned offset inside the file's data area", e)));
             } else if used.mark(e, 1) > 0 {
-                r.add(finding(q, Severity::Corruption, "cluster-shared", at, 8, g, format!(
+                r.add_with(Severity::Corruption, 1, || finding(q, Severity::Corruption, "cluster-shared", at, 8, g, format!(
                     "the data cluster at {:#x} is referenced more than once", e)));
             }
         }

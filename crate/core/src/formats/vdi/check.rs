@@ -39,20 +39,21 @@ pub(super) fn run(v: &Vdi) -> Result<CheckResult> {
             if owner[k] == UNALLOCATED {
                 owner[k] = i as u32;
             } else {
-                r.add(finding(v, Severity::Corruption, "block-shared", entry_at, 4, guest, format!(
-                    "block {} points at data block {}, which block {} also uses: writing one changes the other", i, e, owner[k])));
+                let first = owner[k];
+                r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "block-shared", entry_at, 4, guest, format!(
+                    "block {} points at data block {}, which block {} also uses: writing one changes the other", i, e, first)));
             }
         } else {
-            r.add(finding(v, Severity::Corruption, "block-index-too-large", entry_at, 4, guest, format!(
+            r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "block-index-too-large", entry_at, 4, guest, format!(
                 "block {} points at data block {}, past the {} blocks the image has room for", i, e, blocks)));
             continue;
         }
         // Not counted by QEMU (it reads zeros past the end of the file), but data is lost.
         match v.block_offset(e) {
             Some(off) if off.checked_add(v.block).is_some_and(|end| end <= size) => {}
-            Some(off) if off < size => r.add(finding(v, Severity::Corruption, "block-truncated", entry_at, 4, guest, format!(
+            Some(off) if off < size => r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "block-truncated", entry_at, 4, guest, format!(
                 "data block {} at {:#x} runs past the end of the file ({} bytes): the image was truncated; its missing bytes read as zeros", e, off, size))),
-            _ => r.add(finding(v, Severity::Corruption, "block-past-end", entry_at, 4, guest, format!(
+            _ => r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "block-past-end", entry_at, 4, guest, format!(
                 "data block {} lies past the end of the file ({} bytes): the image was truncated and this block's data is lost", e, size))),
         }
     }

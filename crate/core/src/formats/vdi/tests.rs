@@ -163,6 +163,30 @@ fn check_counts_what_qemu_counts() {
     assert!(matches!(e, crate::Error::CorruptMapping { offset, .. } if offset == 512 + 12), "{:?}", e);
 }
 
+/// A block map whose every entry shares block 0: each is counted, as QEMU counts them, but
+/// only the first `MAX_FINDINGS` findings are kept (and only those are formatted).
+#[test]
+fn more_shared_blocks_than_findings_kept_are_all_counted() {
+    let max = crate::limits::MAX_FINDINGS as u32;
+    let n = max + 500;
+    let mut w = Writer::new((n as u64) << 20, 1 << 20, TYPE_NORMAL, [1; 16], None);
+    w.write(0, 0, 512, 1);
+    for i in 1..n {
+        w.set_entry(i, 0);
+    }
+    let r = Files::new([("a.vdi", w.file.clone())]).open("a.vdi").unwrap().top().check().unwrap();
+    // n - 1 shared blocks, and blocks_allocated (1) disagrees with the n entries in use.
+    assert_eq!(r.corruptions, n as u64);
+    assert_eq!(r.findings.len(), max as usize);
+    // Also counted past the limit: the mismatch and the blocks-used note.
+    assert_eq!(r.findings_dropped, (n as u64 - 1 + 2) - max as u64);
+    for (k, f) in r.findings.iter().enumerate() {
+        assert_eq!((f.code, f.offset), ("block-shared", Some(512 + 4 * (k as u64 + 1))));
+        assert_eq!(f.message, alloc::format!("block {} points at data block 0, which block 0 also uses: writing one changes the other", k + 1));
+    }
+    assert_eq!(r.exit_code(), 2);
+}
+
 #[test]
 fn bad_headers_are_refused_with_the_offset_of_the_field() {
     let w = Writer::new(1 << 20, 1 << 20, TYPE_NORMAL, [1; 16], None);

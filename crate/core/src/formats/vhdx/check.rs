@@ -98,14 +98,14 @@ fn bat(x: &Vhdx, regions: &[(u64, u64, String)], size: u64, r: &mut CheckResult)
                 0 => {}
                 SB_PRESENT => {
                     if !x.differencing {
-                        r.add(finding(x, Severity::Info, "sector-bitmap-present", at, 8, None, format!("sector bitmap {} is present in a disk without a parent", k / (x.chunk + 1))));
+                        r.add_with(Severity::Info, 1, || finding(x, Severity::Info, "sector-bitmap-present", at, 8, None, format!("sector bitmap {} is present in a disk without a parent", k / (x.chunk + 1))));
                     }
                     if off < MIB || off.saturating_add(MIB) > size {
-                        r.add(finding(x, Severity::Corruption, "sector-bitmap-outside", at, 8, None, format!(
+                        r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "sector-bitmap-outside", at, 8, None, format!(
                             "sector bitmap {} at {:#x} is in the header section or past the end of the file", k / (x.chunk + 1), off)));
                     }
                 }
-                s => r.add(finding(x, Severity::Corruption, "sector-bitmap-state", at, 8, None, format!("sector bitmap entry {} has state {}, which is not defined", k, s))),
+                s => r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "sector-bitmap-state", at, 8, None, format!("sector bitmap entry {} has state {}, which is not defined", k, s))),
             }
             continue;
         }
@@ -115,40 +115,40 @@ fn bat(x: &Vhdx, regions: &[(u64, u64, String)], size: u64, r: &mut CheckResult)
                 // QEMU's vhdx_check_bat_entries, entry by entry (it counts each problem).
                 let length = if vsize > k * x.block { x.block.min(vsize - k * x.block) } else { u64::MAX };
                 if off >= size {
-                    r.add(finding(x, Severity::Corruption, "block-past-end", at, 8, guest, format!(
+                    r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "block-past-end", at, 8, guest, format!(
                         "payload block {} at {:#x} starts past the end of the file ({} bytes): the image was truncated and the block's data is lost", block, off, size)));
                 } else if off.saturating_add(length) > size {
-                    r.add(finding(x, Severity::Corruption, "block-truncated", at, 8, guest, format!(
+                    r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "block-truncated", at, 8, guest, format!(
                         "payload block {} at {:#x} ends past the end of the file ({} bytes): the image was truncated; the missing bytes read as zeros", block, off, size)));
                 }
                 if let Some((_, _, what)) = regions.iter().find(|(s, t, _)| off < *t && *s < off.saturating_add(x.block)) {
-                    r.add(finding(x, Severity::Corruption, "block-over-region", at, 8, guest, format!("payload block {} at {:#x} overlaps {}", block, off, what)));
+                    r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "block-over-region", at, 8, guest, format!("payload block {} at {:#x} overlaps {}", block, off, what)));
                 } else if off < MIB {
-                    r.add(finding(x, Severity::Corruption, "block-in-header", at, 8, guest, format!("payload block {} at {:#x} lies in the 1 MiB header section", block, off)));
+                    r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "block-in-header", at, 8, guest, format!("payload block {} at {:#x} lies in the 1 MiB header section", block, off)));
                 }
                 payload.push((off, k));
             }
             PARTIALLY_PRESENT => {
                 if !x.differencing {
-                    r.add(finding(x, Severity::Corruption, "partial-without-parent", at, 8, guest, format!(
+                    r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "partial-without-parent", at, 8, guest, format!(
                         "payload block {} is PARTIALLY_PRESENT in a disk without a parent (QEMU fails to read it)", block)));
                 } else if x.bat.get(x.bitmap_index(block) as usize).is_none_or(|&s| s & 7 != SB_PRESENT) {
-                    r.add(finding(x, Severity::Corruption, "partial-without-bitmap", at, 8, guest, format!(
+                    r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "partial-without-bitmap", at, 8, guest, format!(
                         "payload block {} is PARTIALLY_PRESENT but its chunk has no sector bitmap", block)));
                 }
                 if x.usable(e).is_none() {
-                    r.add(finding(x, Severity::Corruption, "block-outside", at, 8, guest, format!("payload block {} at {:#x} is in the header section or past the end of the file", block, off)));
+                    r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "block-outside", at, 8, guest, format!("payload block {} at {:#x} is in the header section or past the end of the file", block, off)));
                 }
                 payload.push((off, k));
             }
             NOT_PRESENT | UNDEFINED | ZERO | UNMAPPED_V095 | UNMAPPED => {}
-            s => r.add(finding(x, Severity::Corruption, "block-state", at, 8, guest, format!("payload block {} has state {}, which is not defined", block, s))),
+            s => r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "block-state", at, 8, guest, format!("payload block {} has state {}, which is not defined", block, s))),
         }
     }
     payload.sort_unstable();
     for w in payload.windows(2) {
         if w[0].0.saturating_add(x.block) > w[1].0 {
-            r.add(finding(x, Severity::Corruption, "blocks-overlap", x.entry_at(w[1].1), 8, None, format!(
+            r.add_with(Severity::Corruption, 1, || finding(x, Severity::Corruption, "blocks-overlap", x.entry_at(w[1].1), 8, None, format!(
                 "the payload blocks of BAT entries {} and {} overlap at {:#x}: writing one changes the other", w[0].1, w[1].1, w[1].0)));
         }
     }

@@ -29,8 +29,9 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     #[allow(clippy::too_many_arguments)]
-    fn add(&mut self, severity: Severity, code: &'static str, file: &str, offset: u64, length: u64, guest: Option<u64>, message: String) {
-        self.r.add(Finding { severity, code, file: String::from(file), offset: Some(offset), length, guest, message });
+    /// The message is made only if the finding is kept (a grain table's every entry can be bad).
+    fn add(&mut self, severity: Severity, code: &'static str, file: &str, offset: u64, length: u64, guest: Option<u64>, message: impl FnOnce() -> String) {
+        self.r.add_with(severity, 1, || Finding { severity, code, file: String::from(file), offset: Some(offset), length, guest, message: message() });
     }
 }
 
@@ -52,35 +53,35 @@ fn descriptor(c: &mut Ctx) {
     let name = v.name.as_str();
     let Some(d) = &v.desc else {
         if v.mono && v.extents.first().is_some_and(|e| matches!(&e.kind, ExtKind::Sparse(s) if s.flavour == Flavour::Hosted)) {
-            c.add(Severity::Warning, "descriptor-missing", name, 28, 16, None, String::from(
+            c.add(Severity::Warning, "descriptor-missing", name, 28, 16, None, || String::from(
                 "the sparse header has no embedded descriptor: there is no CID, and QEMU refuses to open the image"));
         }
         return;
     };
     let base = v.desc_base;
     for p in &d.problems {
-        c.add(p.severity, p.code, name, base + p.offset, p.len, None, p.message.clone());
+        c.add(p.severity, p.code, name, base + p.offset, p.len, None, || p.message.clone());
     }
     for (at, len, key) in d.duplicates() {
-        c.add(Severity::Warning, "descriptor-duplicate-key", name, base + at, len, None, format!("{} is set more than once; the first line is the one read", key));
+        c.add(Severity::Warning, "descriptor-duplicate-key", name, base + at, len, None, || format!("{} is set more than once; the first line is the one read", key));
     }
     match d.get("createType") {
-        None => c.add(Severity::Warning, "create-type-missing", name, base, 0, None, String::from(
+        None => c.add(Severity::Warning, "create-type-missing", name, base, 0, None, || String::from(
             "the descriptor has no createType line; QEMU refuses such a descriptor file")),
         Some((ct, i, _)) => {
             let at = base + d.lines[i].offset;
             let len = d.lines[i].len;
             if create_type_note(ct).is_none() {
-                c.add(Severity::Warning, "create-type-unknown", name, at, len, None, format!(
+                c.add(Severity::Warning, "create-type-unknown", name, at, len, None, || format!(
                     "createType \"{}\" is not a type the VMDK specification defines; the extents are read as listed", ct));
             } else if !v.mono && v.carrier.is_none() && !QEMU_DESCRIPTOR_TYPES.contains(&ct) {
-                c.add(Severity::Info, "create-type-qemu", name, at, len, None, format!(
+                c.add(Severity::Info, "create-type-qemu", name, at, len, None, || format!(
                     "QEMU refuses a descriptor file of createType \"{}\"; diskscope reads the extents it lists", ct));
             }
             if let Some(s) = v.mono_sparse() {
                 let want = if s.flavour == Flavour::Cowd { "vmfsSparse" } else if s.compressed { "streamOptimized" } else { "monolithicSparse" };
                 if ct != want {
-                    c.add(Severity::Info, "create-type-mismatch", name, at, len, None, format!(
+                    c.add(Severity::Info, "create-type-mismatch", name, at, len, None, || format!(
                         "createType says \"{}\", but the file is a {} sparse extent; the extent's own header is what is read", ct, want));
                 }
             }
@@ -90,49 +91,49 @@ fn descriptor(c: &mut Ctx) {
     if v.mono {
         let cap = v.extents.first().map_or(0, |e| e.length);
         match lines.as_slice() {
-            [] => c.add(Severity::Warning, "extent-line-missing", name, base, 0, None, String::from(
+            [] => c.add(Severity::Warning, "extent-line-missing", name, base, 0, None, || String::from(
                 "the embedded descriptor lists no extent; the sparse header alone describes the disk")),
             [(i, x)] => {
                 let at = base + d.lines[*i].offset;
                 if x.sectors.and_then(|n| n.checked_mul(SECTOR)) != Some(cap) {
-                    c.add(Severity::Warning, "extent-size-mismatch", name, at, d.lines[*i].len, None, format!(
+                    c.add(Severity::Warning, "extent-size-mismatch", name, at, d.lines[*i].len, None, || format!(
                         "the extent line says {} sectors, the sparse header's capacity is {} sectors; the header's value is used (as QEMU does)",
                         x.sectors.map_or(String::from("?"), |n| format!("{}", n)), cap / SECTOR));
                 }
                 let own = name.rsplit(['/', '\\']).next().unwrap_or(name);
                 if x.name.as_deref().is_some_and(|n| n != own) {
-                    c.add(Severity::Info, "extent-name-mismatch", name, at, d.lines[*i].len, None, format!(
+                    c.add(Severity::Info, "extent-name-mismatch", name, at, d.lines[*i].len, None, || format!(
                         "the extent line names \"{}\", but this file is '{}' (renamed?); the data is read from this file", x.name.as_deref().unwrap_or(""), own));
                 }
             }
-            _ => c.add(Severity::Warning, "extent-lines-extra", name, base + d.lines[lines[1].0].offset, 0, None, format!(
+            _ => c.add(Severity::Warning, "extent-lines-extra", name, base + d.lines[lines[1].0].offset, 0, None, || format!(
                 "the embedded descriptor lists {} extents, but a monolithic file is one extent; the others are ignored", lines.len())),
         }
     } else {
         if lines.is_empty() {
-            c.add(Severity::Warning, "extent-line-missing", name, base, 0, None, String::from("the descriptor lists no extents: the disk is empty"));
+            c.add(Severity::Warning, "extent-line-missing", name, base, 0, None, || String::from("the descriptor lists no extents: the disk is empty"));
         }
         for (i, x) in &lines {
             let at = base + d.lines[*i].offset;
             let len = d.lines[*i].len;
             if x.sectors == Some(0) {
-                c.add(Severity::Warning, "extent-size-zero", name, at, len, None, String::from("an extent of 0 sectors is ignored"));
+                c.add(Severity::Warning, "extent-size-zero", name, at, len, None, || String::from("an extent of 0 sectors is ignored"));
             }
             if x.access != "RW" {
-                c.add(Severity::Info, "extent-access", name, at, len, None, format!(
+                c.add(Severity::Info, "extent-access", name, at, len, None, || format!(
                     "this extent is {}: diskscope reads it, but QEMU skips extent lines that are not RW, so qemu-img sees a shorter disk with the later extents moved",
                     x.access));
             }
             if x.kind == "ZERO" {
-                c.add(Severity::Info, "extent-zero", name, at, len, None, String::from(
+                c.add(Severity::Info, "extent-zero", name, at, len, None, || String::from(
                     "a ZERO extent reads as zeros (VMware's spec); QEMU skips ZERO extent lines, so qemu-img sees a shorter disk with the later extents moved"));
             }
             if x.kind == "VMFS" && x.offset.is_some() {
-                c.add(Severity::Info, "extent-offset", name, at, len, None, String::from(
+                c.add(Severity::Info, "extent-offset", name, at, len, None, || String::from(
                     "a VMFS extent line with an offset: diskscope uses it, QEMU refuses the line"));
             }
             if x.kind == "FLAT" && x.offset.is_none() && !x.bad_offset {
-                c.add(Severity::Info, "extent-offset", name, at, len, None, String::from(
+                c.add(Severity::Info, "extent-offset", name, at, len, None, || String::from(
                     "a FLAT extent line without an offset: diskscope reads from the file's start, QEMU refuses the line"));
             }
         }
@@ -149,7 +150,7 @@ fn geometry(c: &mut Ctx) {
     let Some(bytes) = cy.checked_mul(h).and_then(|x| x.checked_mul(s)).and_then(|x| x.checked_mul(SECTOR)) else { return };
     if bytes > v.info.virtual_size {
         let (_, i, _) = d.get("ddb.geometry.cylinders").expect("read above");
-        c.add(Severity::Warning, "geometry-too-large", &v.name, v.desc_base + d.lines[i].offset, d.lines[i].len, None, format!(
+        c.add(Severity::Warning, "geometry-too-large", &v.name, v.desc_base + d.lines[i].offset, d.lines[i].len, None, || format!(
             "the geometry {}/{}/{} describes {} bytes, but the extents add up to {} bytes", cy, h, s, bytes, v.info.virtual_size));
     }
 }
@@ -161,10 +162,10 @@ fn ids(c: &mut Ctx) {
     let line = |i: usize| (base + d.lines[i].offset, d.lines[i].len);
     for key in ["CID", "parentCID"] {
         match d.get(key) {
-            None => c.add(Severity::Warning, "cid-missing", &v.name, base, 0, None, format!("the descriptor has no {} line; QEMU refuses to open the image", key)),
+            None => c.add(Severity::Warning, "cid-missing", &v.name, base, 0, None, || format!("the descriptor has no {} line; QEMU refuses to open the image", key)),
             Some((val, i, _)) if super::parse_cid(val).is_none() => {
                 let (at, len) = line(i);
-                c.add(Severity::Warning, "cid-invalid", &v.name, at, len, None, format!("{} \"{}\" is not a hexadecimal 32-bit number; QEMU refuses to open the image", key, val))
+                c.add(Severity::Warning, "cid-invalid", &v.name, at, len, None, || format!("{} \"{}\" is not a hexadecimal 32-bit number; QEMU refuses to open the image", key, val))
             }
             _ => {}
         }
@@ -174,12 +175,12 @@ fn ids(c: &mut Ctx) {
         (Some(p), None) if p != 0xffff_ffff => {
             let (_, i, _) = d.get("parentCID").expect("parsed from it");
             let (at, len) = line(i);
-            c.add(Severity::Warning, "parent-unnamed", &v.name, at, len, None, format!(
+            c.add(Severity::Warning, "parent-unnamed", &v.name, at, len, None, || format!(
                 "parentCID {:08x} says this disk has a parent, but no parentFileNameHint names it: unallocated grains read as zeros (as QEMU reads them)", p));
         }
         (Some(0xffff_ffff), Some((_, i, _))) => {
             let (at, len) = line(i);
-            c.add(Severity::Warning, "parent-cid-none", &v.name, at, len, None, String::from(
+            c.add(Severity::Warning, "parent-cid-none", &v.name, at, len, None, || String::from(
                 "a parent is named, but parentCID is ffffffff (no parent): the parent is read, and its CID cannot be checked"));
         }
         _ => {}
@@ -188,12 +189,12 @@ fn ids(c: &mut Ctx) {
         if a == b && a != 0xffff_ffff {
             let (_, i, _) = d.get("CID").expect("parsed");
             let (at, len) = line(i);
-            c.add(Severity::Info, "cid-equals-parent", &v.name, at, len, None, String::from("CID equals parentCID: this disk has not been written since it was made from its parent"));
+            c.add(Severity::Info, "cid-equals-parent", &v.name, at, len, None, || String::from("CID equals parentCID: this disk has not been written since it was made from its parent"));
         }
     }
     if let (Some((_, i, _)), None) = (hint, &v.info.backing) {
         let (at, len) = line(i);
-        c.add(Severity::Warning, "parent-name-empty", &v.name, at, len, None, String::from("parentFileNameHint is empty: no parent is read"));
+        c.add(Severity::Warning, "parent-name-empty", &v.name, at, len, None, || String::from("parentFileNameHint is empty: no parent is read"));
     }
 }
 
@@ -209,12 +210,12 @@ fn extent(c: &mut Ctx, e: &Ext) -> Result<()> {
         ExtKind::Zero => {}
         ExtKind::Missing { file } => {
             let comp = &v.info.companions[*file as usize - 1];
-            c.add(Severity::Warning, "extent-file-missing", &v.name, comp.offset, comp.name.len() as u64, guest, format!(
+            c.add(Severity::Warning, "extent-file-missing", &v.name, comp.offset, comp.name.len() as u64, guest, || format!(
                 "the extent file '{}' is missing: add it (beside the descriptor, or drop it with the descriptor) to read guest bytes {}..{}",
                 comp.name, e.start, e.start + e.length));
         }
         ExtKind::Broken { reason } => {
-            c.add(Severity::Corruption, "extent-unreadable", &v.name, line_at, line_len, guest, format!(
+            c.add(Severity::Corruption, "extent-unreadable", &v.name, line_at, line_len, guest, || format!(
                 "guest bytes {}..{} cannot be read: {}", e.start, e.start + e.length, reason));
         }
         ExtKind::Flat { file, offset } => {
@@ -222,7 +223,7 @@ fn extent(c: &mut Ctx, e: &Ext) -> Result<()> {
             let end = offset.saturating_add(e.length);
             if end > f.size() {
                 let short = end - f.size().max(*offset);
-                c.add(Severity::Warning, "flat-extent-short", &v.file_names[*file as usize], f.size(), 0, guest, format!(
+                c.add(Severity::Warning, "flat-extent-short", &v.file_names[*file as usize], f.size(), 0, guest, || format!(
                     "the flat extent needs bytes up to {} of this file, which has {}: the last {} bytes of the extent read as zeros",
                     end, f.size(), short.min(e.length)));
             }
@@ -233,7 +234,7 @@ fn extent(c: &mut Ctx, e: &Ext) -> Result<()> {
                 _ => None,
             });
             if !v.mono && said.is_some_and(|n| n.checked_mul(SECTOR) != Some(s.capacity)) {
-                c.add(Severity::Warning, "extent-size-mismatch", &v.name, line_at, line_len, guest, format!(
+                c.add(Severity::Warning, "extent-size-mismatch", &v.name, line_at, line_len, guest, || format!(
                     "the extent line says {} sectors, but its file's header says {} sectors; the header's value is used (as QEMU does), so every later extent starts elsewhere than the lines suggest",
                     said.unwrap_or(0), s.capacity / SECTOR));
             }
@@ -262,38 +263,38 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
 
     if s.flavour == Flavour::Hosted {
         if s.flags & sparse::FLAG_NL_DETECT != 0 && h[73..77] != *b"\n \r\n" {
-            c.add(Severity::Corruption, "newline-bytes", fname, hb + 73, 4, None, String::from(
+            c.add(Severity::Corruption, "newline-bytes", fname, hb + 73, 4, None, || String::from(
                 "the newline-detection bytes are not \\n, space, \\r, \\n: the file was probably transferred in text mode, which alters data"));
         }
         let gs = s.grain / SECTOR;
         if !gs.is_power_of_two() || gs < 8 {
-            c.add(Severity::Warning, "grain-size", fname, hb + 20, 8, None, format!(
+            c.add(Severity::Warning, "grain-size", fname, hb + 20, 8, None, || format!(
                 "grainSize is {} sectors; the spec wants a power of two of at least 8 (QEMU reads it anyway)", gs));
         }
         if s.gtes != 512 {
-            c.add(Severity::Info, "gtes-per-gt", fname, hb + 44, 4, None, format!("numGTEsPerGT is {}; VMware writes 512", s.gtes));
+            c.add(Severity::Info, "gtes-per-gt", fname, hb + 44, 4, None, || format!("numGTEsPerGT is {}; VMware writes 512", s.gtes));
         }
         let algo = sparse::le16(h, 77);
         if (s.flags & sparse::FLAG_COMPRESS != 0) != (algo != 0) {
-            c.add(Severity::Warning, "compression-flags", fname, hb + 8, 4, None, format!(
+            c.add(Severity::Warning, "compression-flags", fname, hb + 8, 4, None, || format!(
                 "the compressed-grains flag and compressAlgorithm ({}) disagree; QEMU goes by compressAlgorithm: grains are {}",
                 algo, if s.compressed { "compressed" } else { "not compressed" }));
         }
         if algo > 1 {
-            c.add(Severity::Warning, "compression-unknown", fname, hb + 77, 2, None, format!("compressAlgorithm {} is unknown; grains are read as not compressed (as QEMU does)", algo));
+            c.add(Severity::Warning, "compression-unknown", fname, hb + 77, 2, None, || format!("compressAlgorithm {} is unknown; grains are read as not compressed (as QEMU does)", algo));
         }
         if s.version == 3 && !s.compressed {
-            c.add(Severity::Info, "version-3", fname, hb + 4, 4, None, String::from(
+            c.add(Severity::Info, "version-3", fname, hb + 4, 4, None, || String::from(
                 "version 3 without compression (changed block tracking): QEMU opens it read-only"));
         }
         if s.flags & !(sparse::FLAG_NL_DETECT | sparse::FLAG_RGD | sparse::FLAG_ZERO_GRAIN | sparse::FLAG_COMPRESS | sparse::FLAG_MARKER) != 0 {
-            c.add(Severity::Warning, "flags-unknown", fname, hb + 8, 4, None, format!("unknown flag bits {:#x} are set", s.flags));
+            c.add(Severity::Warning, "flags-unknown", fname, hb + 8, 4, None, || format!("unknown flag bits {:#x} are set", s.flags));
         }
         if s.compressed && !s.markers {
-            c.add(Severity::Info, "no-markers", fname, hb + 8, 4, None, String::from("grains are compressed without grain markers: each is read as one grain of compressed bytes"));
+            c.add(Severity::Info, "no-markers", fname, hb + 8, 4, None, || String::from("grains are compressed without grain markers: each is read as one grain of compressed bytes"));
         }
         if s.file_size < s.overhead {
-            c.add(Severity::Corruption, "file-truncated", fname, s.file_size, 0, None, format!(
+            c.add(Severity::Corruption, "file-truncated", fname, s.file_size, 0, None, || format!(
                 "the file is {} bytes, but overHead says metadata fills the first {}: it is truncated (QEMU refuses to open it)", s.file_size, s.overhead));
         }
         let (doff, dlen) = s.desc;
@@ -303,12 +304,12 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
     }
     if s.unclean {
         let at = if s.flavour == Flavour::Hosted { hb + 72 } else { 1648 };
-        c.add(Severity::Info, "unclean-shutdown", fname, at, 1, None, String::from("uncleanShutdown is set: the extent was not closed cleanly by its last writer"));
+        c.add(Severity::Info, "unclean-shutdown", fname, at, 1, None, || String::from("uncleanShutdown is set: the extent was not closed cleanly by its last writer"));
     }
     let n = s.gd.len() as u64;
     let dir_bytes = n * 4;
     if s.gd_stored < n {
-        c.add(Severity::Corruption, "grain-directory-short", fname, s.gd_field, 8, None, format!(
+        c.add(Severity::Corruption, "grain-directory-short", fname, s.gd_field, 8, None, || format!(
             "the grain directory at {} ({} entries) runs past the end of the file: {} entries read as empty", s.gd_offset, n, n - s.gd_stored));
     }
     if s.gd_offset != sparse::GD_AT_END {
@@ -321,7 +322,7 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
         Some(ro) => {
             let (t, stored) = sparse::read_gd(f, ro, n)?;
             if stored < n {
-                c.add(Severity::Corruption, "redundant-directory-short", fname, hb + 48, 8, None, format!(
+                c.add(Severity::Corruption, "redundant-directory-short", fname, hb + 48, 8, None, || format!(
                     "the redundant grain directory at {} runs past the end of the file", ro));
             }
             meta.push((ro, dir_bytes, "the redundant grain directory"));
@@ -360,13 +361,13 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
             let gt = match s.gt_at(i) {
                 Ok(None) => {
                     if rgd.as_ref().is_some_and(|r| r.get(i as usize).is_some_and(|&x| x != 0)) {
-                        c.add(Severity::Warning, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start.saturating_add(g0)), format!(
+                        c.add(Severity::Warning, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start.saturating_add(g0)), || format!(
                             "grain directory entry {} is empty, but the redundant directory names a table", i));
                     }
                     continue;
                 }
                 Err(at) => {
-                    c.add(Severity::Corruption, "grain-directory-entry-invalid", fname, at, 4, Some(e.start.saturating_add(g0)), format!(
+                    c.add(Severity::Corruption, "grain-directory-entry-invalid", fname, at, 4, Some(e.start.saturating_add(g0)), || format!(
                         "grain directory entry {} points to sector {}: its grain table ({} bytes) would lie outside the file ({} bytes)",
                         i, s.gd.get(i as usize).copied().unwrap_or(0), s.gt_bytes(), s.file_size));
                     continue;
@@ -378,14 +379,14 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
             if let Some(r) = &rgd {
                 let rs = r.get(i as usize).copied().unwrap_or(0) as u64 * SECTOR;
                 if rs == 0 || rs + s.gt_bytes() > s.file_size {
-                    c.add(Severity::Corruption, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start.saturating_add(g0)), format!(
+                    c.add(Severity::Corruption, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start.saturating_add(g0)), || format!(
                         "the redundant grain directory has no usable copy of grain table {}", i));
                 } else {
                     meta.push((rs, s.gt_bytes(), "a redundant grain table"));
                     let copy = s.read_gt(f, rs, 0, s.gtes)?;
                     if let Some(k) = table.iter().zip(&copy).position(|(a, b)| a != b) {
                         let diff = table.iter().zip(&copy).filter(|(a, b)| a != b).count();
-                        c.add(Severity::Corruption, "redundant-table-differs", fname, rs + k as u64 * 4, 4, Some(e.start.saturating_add(g0).saturating_add(k as u64 * s.grain)), format!(
+                        c.add(Severity::Corruption, "redundant-table-differs", fname, rs + k as u64 * 4, 4, Some(e.start.saturating_add(g0).saturating_add(k as u64 * s.grain)), || format!(
                             "grain table {} (at {}) and its redundant copy (at {}) differ in {} entr{}, first at entry {} ({} against {})",
                             i, gt, rs, diff, if diff == 1 { "y" } else { "ies" }, k, table[k], copy[k]));
                     }
@@ -403,7 +404,7 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
                     Gte::Unallocated | Gte::Zero => {}
                     Gte::PastEnd(at) => {
                         c.r.allocated_clusters += 1;
-                        c.add(Severity::Corruption, "grain-past-end", fname, gte_at, 4, Some(guest), format!(
+                        c.add(Severity::Corruption, "grain-past-end", fname, gte_at, 4, Some(guest), || format!(
                             "the grain table entry maps guest offset {} to byte {}, at or past the end of the file ({} bytes) (qemu-img check: \"cluster offset for sector {} points after EOF\")",
                             guest, at, s.file_size, guest / SECTOR));
                     }
@@ -420,7 +421,7 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
                                         decoded += m.size;
                                         if let Some(lba) = m.lba {
                                             if lba != rel / SECTOR && lba != guest / SECTOR {
-                                                c.add(Severity::Warning, "grain-marker-lba", fname, at, 8, Some(guest), format!(
+                                                c.add(Severity::Warning, "grain-marker-lba", fname, at, 8, Some(guest), || format!(
                                                     "the grain marker at {} says sector {}, but the grain table (entry at {}) maps it to sector {}",
                                                     at, lba, gte_at, rel / SECTOR));
                                             }
@@ -428,13 +429,13 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
                                     }
                                     Err(m) => {
                                         len = SECTOR;
-                                        c.add(Severity::Corruption, "grain-undecodable", fname, gte_at, 4, Some(guest), format!(
+                                        c.add(Severity::Corruption, "grain-undecodable", fname, gte_at, 4, Some(guest), || format!(
                                             "the compressed grain at {} (grain table entry at {}) cannot be read: {}", at, gte_at, m));
                                     }
                                 }
                             } else if !budget_noted {
                                 budget_noted = true;
-                                c.add(Severity::Info, "decode-budget", fname, at, 0, Some(guest), format!(
+                                c.add(Severity::Info, "decode-budget", fname, at, 0, Some(guest), || format!(
                                     "{} bytes of compressed grains were decoded; the grains from here on are located but not decoded", DECODE_BUDGET));
                             }
                         } else {
@@ -443,14 +444,14 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
                             }
                             last = at;
                             if at + s.grain > s.file_size {
-                                c.add(Severity::Warning, "grain-short", fname, gte_at, 4, Some(guest), format!(
+                                c.add(Severity::Warning, "grain-short", fname, gte_at, 4, Some(guest), || format!(
                                     "the grain at {} runs past the end of the file: its last {} bytes read as zeros", at, at + s.grain - s.file_size));
                             }
                         }
                         if tracking {
                             if grains.len() >= MAX_GRAINS_TRACKED {
                                 tracking = false;
-                                c.add(Severity::Info, "overlap-check-limit", fname, gte_at, 0, None, format!(
+                                c.add(Severity::Info, "overlap-check-limit", fname, gte_at, 0, None, || format!(
                                     "more than {} grains: grains past this one are not checked for overlaps", MAX_GRAINS_TRACKED));
                             } else {
                                 grains.push(Grain { at, len, gte: gte_at });
@@ -475,7 +476,7 @@ fn overlaps(c: &mut Ctx, fname: &str, meta: &mut [(u64, u64, &'static str)], gra
         let i = meta.partition_point(|m| m.0.saturating_add(m.1) <= g.at);
         let hit = meta[i..].iter().take_while(|m| m.0 < g.at + g.len).find(|m| m.1 > 0);
         if let Some(m) = hit {
-            c.add(Severity::Corruption, "grain-overlaps-metadata", fname, g.gte, 4, None, format!(
+            c.add(Severity::Corruption, "grain-overlaps-metadata", fname, g.gte, 4, None, || format!(
                 "the grain at {} ({} bytes, grain table entry at {}) overlaps {} at {}: its data and the metadata cannot both be right",
                 g.at, g.len, g.gte, m.2, m.0));
         }
@@ -483,10 +484,10 @@ fn overlaps(c: &mut Ctx, fname: &str, meta: &mut [(u64, u64, &'static str)], gra
     for w in grains.windows(2) {
         let (a, b) = (w[0], w[1]);
         if b.at == a.at {
-            c.add(Severity::Corruption, "grain-shared", fname, b.gte, 4, None, format!(
+            c.add(Severity::Corruption, "grain-shared", fname, b.gte, 4, None, || format!(
                 "the grain at {} is used by two grain table entries (at {} and {}): writing one changes the other", b.at, a.gte, b.gte));
         } else if b.at < a.at + a.len {
-            c.add(Severity::Corruption, "grain-overlap", fname, b.gte, 4, None, format!(
+            c.add(Severity::Corruption, "grain-overlap", fname, b.gte, 4, None, || format!(
                 "the grain at {} (entry at {}) overlaps the grain at {} (entry at {})", b.at, b.gte, a.at, a.gte));
         }
     }
