@@ -87,7 +87,9 @@ pub(super) fn run(v: &Vpc) -> Result<CheckResult> {
     let span = v.bitmap_bytes + v.block;
     let disk_blocks = v.info.virtual_size.div_ceil(v.block);
     r.total_clusters = disk_blocks;
-    let mut blocks: Vec<(u64, u32)> = Vec::new();
+    // The allocated blocks as BAT indices, 4 bytes each: the check holds at most one table
+    // more than the open (a BAT at the table limit whose every entry is allocated).
+    let mut blocks: Vec<u32> = Vec::with_capacity(v.bat.iter().filter(|&&e| e != UNALLOCATED).count());
     let mut prev: Option<u64> = None;
     for (i, &e) in v.bat.iter().enumerate() {
         if e == UNALLOCATED {
@@ -97,39 +99,51 @@ pub(super) fn run(v: &Vpc) -> Result<CheckResult> {
         let bm = e as u64 * 512;
         let entry = v.entry_at(i as u64);
         let guest = (i as u64 * v.block < v.info.virtual_size).then_some(i as u64 * v.block);
-        r.allocated_clusters += 1;
-        if prev.is_some_and(|p| p + span != bm) {
-            r.fragmented_clusters += 1;
+        // Blocks past the disk are not the disk's clusters (allocated/total stays a share).
+        if guest.is_some() {
+            r.allocated_clusters += 1;
+            if prev.is_some_and(|p| p + span != bm) {
+                r.fragmented_clusters += 1;
+            }
         }
         prev = Some(bm);
         if guest.is_none() {
-            r.add(finding(v, Severity::Info, "block-past-disk", entry, 4, None, format!("block {} is allocated but lies past the end of the disk", i)));
+            r.add_with(Severity::Info, 1, || finding(v, Severity::Info, "block-past-disk", entry, 4, None, format!("block {} is allocated but lies past the end of the disk", i)));
         }
         if bm + v.bitmap_bytes >= size {
-            r.add(finding(v, Severity::Corruption, "block-past-end", entry, 4, guest, format!(
+            r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "block-past-end", entry, 4, guest, format!(
                 "block {} is at {:#x}, past the end of the file ({} bytes): the image was truncated and this block's data is lost", i, bm, size)));
             continue;
         }
         if bm + span > size {
-            r.add(finding(v, Severity::Corruption, "block-truncated", entry, 4, guest, format!(
+            r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "block-truncated", entry, 4, guest, format!(
                 "block {} at {:#x} runs past the end of the file: the image was truncated; the missing bytes read as zeros (QEMU refuses the image)", i, bm)));
         }
         if let Some((_, _, what)) = used.iter().find(|(o, l, _)| bm < o.saturating_add(*l) && *o < bm + span) {
-            r.add(finding(v, Severity::Corruption, "block-over-metadata", entry, 4, guest, format!("block {} at {:#x} overlaps {}", i, bm, what)));
+            r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "block-over-metadata", entry, 4, guest, format!("block {} at {:#x} overlaps {}", i, bm, what)));
         }
-        blocks.push((bm, i as u32));
+        blocks.push(i as u32);
     }
-    blocks.sort_unstable();
+    let bitmap_at = |i: u32| v.bat[i as usize] as u64 * 512;
+    blocks.sort_unstable_by_key(|&i| (v.bat[i as usize], i));
     for w in blocks.windows(2) {
-        if w[0].0 + span > w[1].0 {
-            r.add(finding(v, Severity::Corruption, "blocks-overlap", v.entry_at(w[1].1 as u64), 4, Some(w[1].1 as u64 * v.block), format!(
-                "blocks {} and {} overlap in the file (at {:#x} and {:#x}): writing one changes the other", w[0].1, w[1].1, w[0].0, w[1].0)));
+        let (a, b) = (bitmap_at(w[0]), bitmap_at(w[1]));
+        if a + span > b {
+            r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "blocks-overlap", v.entry_at(w[1] as u64), 4, Some(w[1] as u64 * v.block), format!(
+                "blocks {} and {} overlap in the file (at {:#x} and {:#x}): writing one changes the other", w[0], w[1], a, b)));
         }
     }
-    // Space nothing uses between the metadata and the end footer, in whole sectors.
-    let mut spans: Vec<(u64, u64)> = used.iter().map(|(o, l, _)| (*o, o.saturating_add(*l))).collect();
-    spans.extend(blocks.iter().map(|&(bm, _)| (bm, bm + span)));
-    spans.sort_unstable();
+    // Space nothing uses between the metadata and the end footer, in whole sectors: the
+    // metadata's few spans and the blocks', each in file order, merged.
+    let mut meta: Vec<(u64, u64)> = used.iter().map(|(o, l, _)| (*o, o.saturating_add(*l))).collect();
+    meta.sort_unstable();
+    let mut meta = meta.into_iter().peekable();
+    let mut data = blocks.iter().map(|&i| (bitmap_at(i), bitmap_at(i) + span)).peekable();
+    let spans = core::iter::from_fn(|| match (meta.peek(), data.peek()) {
+        (Some(m), Some(d)) if d < m => data.next(),
+        (Some(_), _) => meta.next(),
+        (None, _) => data.next(),
+    });
     let end = size.saturating_sub(FOOTER_BYTES as u64);
     let mut at_ = 0u64;
     let mut leaked = 0u64;
@@ -168,25 +182,28 @@ pub(super) fn run(v: &Vpc) -> Result<CheckResult> {
         }
     }
     if v.variant == Variant::Dynamic {
-        partial_bitmaps(v, &blocks, disk_blocks, &mut r)?;
+        partial_bitmaps(v, blocks, disk_blocks, &mut r)?;
     }
     Ok(r)
 }
 
 /// Blocks of a dynamic disk whose bitmap marks sectors of the disk unwritten: diskscope
 /// reads those as zeros (the spec), QEMU reads the stored bytes.
-fn partial_bitmaps(v: &Vpc, blocks: &[(u64, u32)], disk_blocks: u64, r: &mut CheckResult) -> Result<()> {
+/// `blocks` are the allocated BAT indices, reordered here (the check's last use of them).
+fn partial_bitmaps(v: &Vpc, mut blocks: Vec<u32>, disk_blocks: u64, r: &mut CheckResult) -> Result<()> {
     let size = v.file.size();
     let mut partial = 0u64;
     let mut first = None;
     let batch = (limits::SPAN_CACHE_BYTES as u64 / 2 / v.bitmap_bytes.max(1)).max(1) as usize;
     let mut buf = vec![0u8; v.bitmap_bytes.min(limits::MAX_TABLE_BYTES) as usize];
-    let mut ordered: Vec<(u64, u32)> = blocks.iter().copied().filter(|&(bm, i)| (i as u64) < disk_blocks && bm + v.bitmap_bytes <= size).collect();
-    ordered.sort_unstable_by_key(|b| b.1);
-    for chunk in ordered.chunks(batch) {
-        let mut ranges: Vec<(u64, u64)> = chunk.iter().map(|&(bm, _)| (bm, v.bitmap_bytes)).collect();
+    let bitmap_at = |i: u32| v.bat[i as usize] as u64 * 512;
+    blocks.retain(|&i| (i as u64) < disk_blocks && bitmap_at(i) + v.bitmap_bytes <= size);
+    blocks.sort_unstable();
+    for chunk in blocks.chunks(batch) {
+        let mut ranges: Vec<(u64, u64)> = chunk.iter().map(|&i| (bitmap_at(i), v.bitmap_bytes)).collect();
         v.file.prefetch(&mut ranges);
-        for &(bm, i) in chunk {
+        for &i in chunk {
+            let bm = bitmap_at(i);
             let sectors = (v.info.virtual_size - i as u64 * v.block).min(v.block) / 512;
             let n = (sectors.div_ceil(8) as usize).min(buf.len());
             read_clipped(&*v.file, bm, &mut buf[..n])?;

@@ -205,6 +205,28 @@ fn damaged_footers_and_blocks_are_reported() {
     assert!(r.findings.iter().any(|f| f.code == "block-past-end" && f.offset == Some(1540)), "{:?}", r.findings);
 }
 
+/// A BAT with more entries than the disk has blocks (max_table_entries is only an upper
+/// bound): an allocated entry past the disk is noted, and is not one of the disk's clusters.
+#[test]
+fn blocks_past_the_disk_are_noted_and_not_counted_as_its_clusters() {
+    let mut w = Writer::new(2 << 20, 1 << 20, [5; 16], None);
+    w.write(0, &[1; 512]);
+    w.write(1 << 20, &[2; 512]);
+    let at = w.file.len();
+    w.file.resize(at + (w.bitmap + w.block) as usize, 0);
+    w.set_entry(2, u32::MAX);
+    w.set_entry(3, (at / 512) as u32);
+    let h = 512;
+    w.file[h + 28..h + 32].copy_from_slice(&4u32.to_be_bytes());
+    let c = checksum(&w.file[h..h + 1024], 36);
+    w.file[h + 36..h + 40].copy_from_slice(&c.to_be_bytes());
+    let r = Files::new([("p.vhd", w.finish())]).open("p.vhd").unwrap().top().check().unwrap();
+    let past: Vec<_> = r.findings.iter().filter(|f| f.code == "block-past-disk").map(|f| f.offset).collect();
+    assert_eq!(past, [Some(1536 + 12)], "{:?}", r.findings);
+    assert_eq!((r.allocated_clusters, r.total_clusters), (2, 2));
+    assert_eq!(r.exit_code(), 0, "{:?}", r.findings);
+}
+
 #[test]
 fn reads_stay_few() {
     // After the two reads of probing: the first 64 KiB and the end footer; then for a
