@@ -87,29 +87,35 @@ pub(super) fn run(v: &Vpc) -> Result<CheckResult> {
     let span = v.bitmap_bytes + v.block;
     let disk_blocks = v.info.virtual_size.div_ceil(v.block);
     r.total_clusters = disk_blocks;
+    // The entries the disk reads. max_table_entries only bounds the BAT, QEMU reads nothing
+    // past the disk, and a header claiming millions of entries for a small disk made this
+    // check walk them all; allocated ones past it get one note.
+    let (bat, beyond) = v.bat.split_at(disk_blocks.min(v.bat.len() as u64) as usize);
+    if let Some(k) = beyond.iter().position(|&e| e != UNALLOCATED) {
+        let n = beyond.iter().filter(|&&e| e != UNALLOCATED).count();
+        let first = bat.len() + k;
+        let (s, are) = if n == 1 { ("y", "is") } else { ("ies", "are") };
+        r.add(finding(v, Severity::Info, "block-past-disk", v.entry_at(first as u64), 4 * (beyond.len() - k) as u64, None, format!(
+            "{} BAT entr{} past the end of the disk {} allocated (the first is block {}): the disk never reads them, and the space they point at counts as unused",
+            n, s, are, first)));
+    }
     // The allocated blocks as BAT indices, 4 bytes each: the check holds at most one table
-    // more than the open (a BAT at the table limit whose every entry is allocated).
-    let mut blocks: Vec<u32> = Vec::with_capacity(v.bat.iter().filter(|&&e| e != UNALLOCATED).count());
+    // more than the open.
+    let mut blocks: Vec<u32> = Vec::with_capacity(bat.iter().filter(|&&e| e != UNALLOCATED).count());
     let mut prev: Option<u64> = None;
-    for (i, &e) in v.bat.iter().enumerate() {
+    for (i, &e) in bat.iter().enumerate() {
         if e == UNALLOCATED {
             prev = None;
             continue;
         }
         let bm = e as u64 * 512;
         let entry = v.entry_at(i as u64);
-        let guest = (i as u64 * v.block < v.info.virtual_size).then_some(i as u64 * v.block);
-        // Blocks past the disk are not the disk's clusters (allocated/total stays a share).
-        if guest.is_some() {
-            r.allocated_clusters += 1;
-            if prev.is_some_and(|p| p + span != bm) {
-                r.fragmented_clusters += 1;
-            }
+        let guest = Some(i as u64 * v.block);
+        r.allocated_clusters += 1;
+        if prev.is_some_and(|p| p + span != bm) {
+            r.fragmented_clusters += 1;
         }
         prev = Some(bm);
-        if guest.is_none() {
-            r.add_with(Severity::Info, 1, || finding(v, Severity::Info, "block-past-disk", entry, 4, None, format!("block {} is allocated but lies past the end of the disk", i)));
-        }
         if bm + v.bitmap_bytes >= size {
             r.add_with(Severity::Corruption, 1, || finding(v, Severity::Corruption, "block-past-end", entry, 4, guest, format!(
                 "block {} is at {:#x}, past the end of the file ({} bytes): the image was truncated and this block's data is lost", i, bm, size)));
@@ -182,7 +188,7 @@ pub(super) fn run(v: &Vpc) -> Result<CheckResult> {
         }
     }
     if v.variant == Variant::Dynamic {
-        partial_bitmaps(v, blocks, disk_blocks, &mut r)?;
+        partial_bitmaps(v, blocks, &mut r)?;
     }
     Ok(r)
 }
@@ -190,14 +196,14 @@ pub(super) fn run(v: &Vpc) -> Result<CheckResult> {
 /// Blocks of a dynamic disk whose bitmap marks sectors of the disk unwritten: diskscope
 /// reads those as zeros (the spec), QEMU reads the stored bytes.
 /// `blocks` are the allocated BAT indices, reordered here (the check's last use of them).
-fn partial_bitmaps(v: &Vpc, mut blocks: Vec<u32>, disk_blocks: u64, r: &mut CheckResult) -> Result<()> {
+fn partial_bitmaps(v: &Vpc, mut blocks: Vec<u32>, r: &mut CheckResult) -> Result<()> {
     let size = v.file.size();
     let mut partial = 0u64;
     let mut first = None;
     let batch = (limits::SPAN_CACHE_BYTES as u64 / 2 / v.bitmap_bytes.max(1)).max(1) as usize;
     let mut buf = vec![0u8; v.bitmap_bytes.min(limits::MAX_TABLE_BYTES) as usize];
     let bitmap_at = |i: u32| v.bat[i as usize] as u64 * 512;
-    blocks.retain(|&i| (i as u64) < disk_blocks && bitmap_at(i) + v.bitmap_bytes <= size);
+    blocks.retain(|&i| bitmap_at(i) + v.bitmap_bytes <= size);
     blocks.sort_unstable();
     for chunk in blocks.chunks(batch) {
         let mut ranges: Vec<(u64, u64)> = chunk.iter().map(|&i| (bitmap_at(i), v.bitmap_bytes)).collect();

@@ -221,10 +221,13 @@ fn blocks_past_the_disk_are_noted_and_not_counted_as_its_clusters() {
     let c = checksum(&w.file[h..h + 1024], 36);
     w.file[h + 36..h + 40].copy_from_slice(&c.to_be_bytes());
     let r = Files::new([("p.vhd", w.finish())]).open("p.vhd").unwrap().top().check().unwrap();
-    let past: Vec<_> = r.findings.iter().filter(|f| f.code == "block-past-disk").map(|f| f.offset).collect();
-    assert_eq!(past, [Some(1536 + 12)], "{:?}", r.findings);
+    let past: Vec<_> = r.findings.iter().filter(|f| f.code == "block-past-disk").map(|f| (f.offset, f.length, f.message.as_str())).collect();
+    assert_eq!(past, [(Some(1536 + 12), 4, "1 BAT entry past the end of the disk is allocated (the first is block 3): the disk never reads them, and the space they point at counts as unused")]);
     assert_eq!((r.allocated_clusters, r.total_clusters), (2, 2));
-    assert_eq!(r.exit_code(), 0, "{:?}", r.findings);
+    // Its bitmap and data are space the disk does not use: a leak, as qemu-img counts them.
+    let unused: Vec<_> = r.findings.iter().filter(|f| f.code == "unused-space").map(|f| (f.offset, f.length)).collect();
+    assert_eq!(unused, [(Some(at as u64), w.bitmap + w.block)]);
+    assert_eq!((r.corruptions, r.exit_code()), (0, 3), "{:?}", r.findings);
 }
 
 #[test]
