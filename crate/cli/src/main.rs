@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use diskscope_core::compare::compare;
-use diskscope_core::map::MapEntry;
 use diskscope_core::report::Report;
 use diskscope_core::Chain;
 
@@ -197,16 +196,21 @@ fn run_command(cli: Cli, mut out: impl Write) -> Result<u8> {
         }
         Command::Map { image, json, snapshot } => {
             let chain = image.open(&snapshot)?;
-            let mut entries: Vec<MapEntry> = Vec::new();
-            chain.for_each_entry(|e| {
-                entries.push(*e);
-                Ok(())
-            })?;
-            if json {
-                text::map_json(&mut out, &entries)?;
-            } else {
-                text::map(&mut out, &entries, &|d, f| display_name(&chain, d, f, &image.image))?;
+            let name = |d, f| display_name(&chain, d, f, &image.image);
+            let mut printer = text::MapPrinter::start(&mut out, json, &name)?;
+            // A failed write (a closed pipe) stops the walk and is the error reported.
+            let mut write_error = None;
+            let walked = chain.for_each_entry(|e| {
+                printer.run(e).map_err(|err| {
+                    write_error = Some(err);
+                    diskscope_core::Error::Cancelled
+                })
+            });
+            if let Some(err) = write_error {
+                return Err(err.into());
             }
+            walked?;
+            printer.finish()?;
             if let Some(b) = &chain.broken {
                 out.flush()?; // the warning follows the map, as it did unbuffered
                 eprintln!("warning: {}", b.finding().message);

@@ -84,10 +84,41 @@ pub fn human(v: u64) -> String {
 
 /// The exact text of `qemu-img map --output=json`: one run per line, qemu's spacing, and
 /// our two extra keys only where qemu-img would have failed instead.
-pub fn map_json(out: &mut dyn Write, entries: &[MapEntry]) -> Result<()> {
-    write!(out, "[")?;
-    for (i, e) in entries.iter().enumerate() {
-        if i > 0 {
+/// `diskscope map`'s output, written run by run as the walk yields them: a hostile image's
+/// map can have hundreds of millions of runs (a 2 TiB VHD whose blocks all share one bitmap
+/// held 24 GB when they were collected first). Text, or qemu-img map --output=json's schema.
+pub struct MapPrinter<'a> {
+    out: &'a mut dyn Write,
+    json: bool,
+    name: &'a dyn Fn(usize, u16) -> String,
+    runs: u64,
+}
+
+impl<'a> MapPrinter<'a> {
+    pub fn start(out: &'a mut dyn Write, json: bool, name: &'a dyn Fn(usize, u16) -> String) -> std::io::Result<Self> {
+        if json {
+            write!(out, "[")?;
+        } else {
+            writeln!(out, "{:<18} {:<18} {:<18} {:<18} {}", "guest offset", "length", "reads as", "host offset", "file")?;
+        }
+        Ok(MapPrinter { out, json, name, runs: 0 })
+    }
+
+    pub fn run(&mut self, e: &MapEntry) -> std::io::Result<()> {
+        self.runs += 1;
+        if self.json { self.json_run(e) } else { self.text_run(e) }
+    }
+
+    pub fn finish(self) -> std::io::Result<()> {
+        if self.json {
+            writeln!(self.out, "]")?;
+        }
+        Ok(())
+    }
+
+    fn json_run(&mut self, e: &MapEntry) -> std::io::Result<()> {
+        let out = &mut *self.out;
+        if self.runs > 1 {
             write!(out, ",\n")?;
         }
         write!(
@@ -104,15 +135,10 @@ pub fn map_json(out: &mut dyn Write, entries: &[MapEntry]) -> Result<()> {
         if e.missing {
             write!(out, ", \"missing\": true")?;
         }
-        write!(out, "}}")?;
+        write!(out, "}}")
     }
-    writeln!(out, "]")?;
-    Ok(())
-}
 
-pub fn map(out: &mut dyn Write, entries: &[MapEntry], name: &dyn Fn(usize, u16) -> String) -> Result<()> {
-    writeln!(out, "{:<18} {:<18} {:<18} {:<18} {}", "guest offset", "length", "reads as", "host offset", "file")?;
-    for e in entries {
+    fn text_run(&mut self, e: &MapEntry) -> std::io::Result<()> {
         let what = if let Some(at) = e.invalid {
             format!("INVALID (entry at byte {})", at)
         } else if e.missing {
@@ -127,10 +153,9 @@ pub fn map(out: &mut dyn Write, entries: &[MapEntry], name: &dyn Fn(usize, u16) 
             "unallocated (zeros)".into()
         };
         let host = e.offset.map(|o| format!("{:#x}", o)).unwrap_or_default();
-        let file = if e.present || e.data { name(e.depth as usize, e.file) } else { String::new() };
-        writeln!(out, "{:<18} {:<18} {:<18} {:<18} {}", format!("{:#x}", e.start), format!("{:#x}", e.length), what, host, file)?;
+        let file = if e.present || e.data { (self.name)(e.depth as usize, e.file) } else { String::new() };
+        writeln!(self.out, "{:<18} {:<18} {:<18} {:<18} {}", format!("{:#x}", e.start), format!("{:#x}", e.length), what, host, file)
     }
-    Ok(())
 }
 
 pub fn check_json(out: &mut dyn Write, image: &Path, format: &str, r: &CheckResult) -> Result<()> {
