@@ -27,9 +27,9 @@ pub const MAX_NAME_BYTES: u64 = 4096;
 pub const MAX_FINDINGS: usize = 10_000;
 /// Most cells in an allocation-map picture; larger images aggregate several clusters per cell.
 pub const MAX_MAP_CELLS: u64 = 16 << 20;
-/// Guest bytes mapped in the first step of a generic walk; later steps grow while the map is
-/// sparse (bounds the extent list held at once without crawling over empty disks).
-pub const MAP_WINDOW: u64 = 1 << 30;
+/// Guest bytes mapped in one step of a generic walk (map, check, convert, report, the page's
+/// cells): at most one run per 512-byte sector, 512 Ki runs, about 16 MiB.
+pub const MAP_WINDOW: u64 = 256 << 20;
 /// Most map runs listed in a whole-inspection report (`diskscope report`, the page's JSON
 /// download); the rest are counted. About 100 bytes of JSON each.
 pub const MAX_REPORT_MAP_RUNS: usize = 1 << 20;

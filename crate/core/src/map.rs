@@ -164,10 +164,12 @@ impl Chain {
         }
     }
 
-    /// Walk the whole map in bounded windows, joining runs that cross window edges so
-    /// each run comes out once, as qemu-img map prints it.
-    /// The window grows while runs are few (a huge, mostly empty disk takes a few dozen
-    /// steps, not millions) and shrinks back when a window is dense.
+    /// Walk the whole map in windows of `limits::MAP_WINDOW`, joining runs that cross window
+    /// edges so each run comes out once, as qemu-img map prints it. A window holds at most
+    /// one run per 512-byte sector, so the walk's memory is bounded whatever the image. The
+    /// window does not grow over empty stretches: it did, and a disk sparse for 32 GiB and
+    /// then dense was mapped 32 GiB at a time (a run per sector: gigabytes). An empty 8 PiB
+    /// qcow2 takes 32 million steps, 2 s natively.
     pub fn for_each_entry(&self, f: impl FnMut(&MapEntry) -> Result<()>) -> Result<()> {
         self.for_each_entry_in(0, self.virtual_size(), f)
     }
@@ -178,16 +180,10 @@ impl Chain {
         let mut pos = start;
         let mut buf = Vec::new();
         let mut pending: Option<MapEntry> = None;
-        let mut window = limits::MAP_WINDOW;
         while pos < size {
-            let len = window.min(size - pos);
+            let len = limits::MAP_WINDOW.min(size - pos);
             buf.clear();
             self.map(pos, len, &mut buf)?;
-            window = match buf.len() {
-                n if n < 1024 => window.saturating_mul(2),
-                n if n > 65536 => (window / 2).max(limits::MAP_WINDOW),
-                _ => window,
-            };
             for e in &buf {
                 match pending.as_mut() {
                     Some(p) if p.continues(e) => p.length += e.length,
