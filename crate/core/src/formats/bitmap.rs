@@ -51,7 +51,19 @@ impl CowBitmap {
                 step((byte * 8).max(first), false, &mut f);
                 break;
             }
-            let n = (buf.len() as u64).min(last / 8 - byte + 1).min(stored - byte) as usize;
+            // A hole in the host file is zero bits: one step, not a read of every byte (a
+            // header claiming a petabyte disk, in a sparse file, had terabytes to scan).
+            let mut n = (buf.len() as u64).min(last / 8 - byte + 1).min(stored - byte);
+            match file.allocation(self.offset + byte, last / 8 - byte + 1) {
+                Some((false, hole)) if hole > 0 => {
+                    step((byte * 8).max(first), false, &mut f);
+                    byte += hole;
+                    continue;
+                }
+                Some((true, data)) => n = n.min(data.max(1)),
+                _ => {}
+            }
+            let n = n as usize;
             read_clipped(file, self.offset + byte, &mut buf[..n])?;
             for (i, &b) in buf[..n].iter().enumerate() {
                 let base = (byte + i as u64) * 8;
@@ -105,7 +117,17 @@ impl CowBitmap {
         let total = self.bytes().min(file.size().saturating_sub(self.offset));
         let mut tail_set = false;
         while at < total {
-            let n = (buf.len() as u64).min(total - at) as usize;
+            let mut n = (buf.len() as u64).min(total - at);
+            // Holes are zero bits (see `runs`).
+            match file.allocation(self.offset + at, total - at) {
+                Some((false, hole)) if hole > 0 => {
+                    at += hole;
+                    continue;
+                }
+                Some((true, data)) => n = n.min(data.max(1)),
+                _ => {}
+            }
+            let n = n as usize;
             read_clipped(file, self.offset + at, &mut buf[..n])?;
             if at + n as u64 == self.bytes() && self.bits % 8 != 0 {
                 let used = (self.bits % 8) as u32;
@@ -124,6 +146,49 @@ mod tests {
     use super::*;
     use crate::io::MemFile;
     use alloc::vec::Vec;
+
+    /// A sparse host file (its chunks data, the rest holes) that counts the bytes read.
+    struct Reads(crate::io::SparseFile, core::cell::Cell<u64>);
+    impl ReadAt for Reads {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> crate::error::Result<()> {
+            self.1.set(self.1.get() + buf.len() as u64);
+            self.0.read_at(offset, buf)
+        }
+        fn allocation(&self, offset: u64, len: u64) -> Option<(bool, u64)> {
+            let mut next = offset.saturating_add(len);
+            for (at, bytes) in &self.0.chunks {
+                let end = at + bytes.len() as u64;
+                if *at <= offset && offset < end {
+                    return Some((true, (end - offset).min(len)));
+                }
+                if *at > offset {
+                    next = next.min(*at);
+                }
+            }
+            Some((false, next - offset))
+        }
+    }
+
+    #[test]
+    fn holes_in_the_file_are_zero_bits_and_not_read() {
+        // A 1 TiB bitmap (a 4 PiB disk of sectors) with two bytes stored, far apart.
+        let mut f = crate::io::SparseFile { size: 4096 + (1 << 40), chunks: Vec::new() };
+        f.poke(4096 + 3, &[0b1000_0001]);
+        f.poke(4096 + (1 << 39), &[0xff]);
+        let bm = CowBitmap { offset: 4096, bits: 8 << 40, granule: 512 };
+        let file = Reads(f, core::cell::Cell::new(0));
+        let mut got = Vec::new();
+        bm.runs(&file, 0, (8 << 40) * 512, |a, b, v| got.push((a / 512, b / 512, v))).unwrap();
+        let t = 4u64 << 40; // bit index of byte 2^39
+        assert_eq!(got, vec![(0, 24, false), (24, 25, true), (25, 31, false), (31, 32, true), (32, t, false), (t, t + 8, true), (t + 8, 8 << 40, false)]);
+        assert!(file.1.get() <= 2, "{} bytes read", file.1.get());
+        file.1.set(0);
+        assert_eq!(bm.count(&file).unwrap(), (10, false));
+        assert!(file.1.get() <= 2, "{} bytes read to count", file.1.get());
+    }
 
     #[test]
     fn runs_follow_bits_lsb_first_and_clip_to_the_range() {
