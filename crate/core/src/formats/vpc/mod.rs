@@ -394,6 +394,9 @@ impl Image for Vpc {
     }
 
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
         let end = start + len;
         if self.variant == Variant::Fixed {
             // The guest's bytes are the file's, up to the footer (the last 512 bytes).
