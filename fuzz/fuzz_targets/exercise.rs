@@ -117,6 +117,13 @@ fn exercise(chain: &Chain) {
         }
         let _ = image.block_versions(0, 1 << 20);
         let _ = diskscope_core::delta::histogram(&**image);
+        // Walks size their windows by the run granule: it must be a lower bound on the runs
+        // (but for a few at odd edges: the disk's end, a bitmap's end, a table's end).
+        let (g, mut runs) = (image.run_granule(), Vec::new());
+        if size > 0 && image.map(0, size.min(1 << 30), &mut runs).is_ok() {
+            let short = runs.iter().rev().skip(1).filter(|e| e.length < g).count();
+            assert!(short <= 8, "{} runs shorter than the run granule {}", short, g);
+        }
     }
     let mut entries: Vec<MapEntry> = Vec::new();
     let _ = chain.map(0, size.min(1 << 30), &mut entries);

@@ -18,6 +18,13 @@ pub trait Image {
     /// Append extents covering exactly `[start, start+len)` of this layer, in guest order.
     /// `start + len` never exceeds the virtual size.
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()>;
+    /// The shortest run [`Image::map`] yields, but at the edges of the range asked for and
+    /// of the disk: a walk maps `limits::MAP_WINDOW_RUNS` of them at a time, so that a
+    /// window's runs stay bounded and a huge empty disk takes few steps. Never more than
+    /// the truth; a sector unless the format knows its runs are coarser.
+    fn run_granule(&self) -> u64 {
+        512
+    }
 
     /// The files this layer reads, by index in [`Kind::Data`](crate::Kind::Data): 0 is the
     /// image, and index k > 0 is the file of `info().companions[k - 1]`.

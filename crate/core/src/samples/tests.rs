@@ -154,3 +154,38 @@ fn fuzz_seeds_from_every_demo() {
         crate::testutil::fuzz_seed(&target, &format!("demo-{}", d.name), &files);
     }
 }
+
+/// Each format's run granule is a true lower bound on its runs (a walk sizes its windows by
+/// it): in every demo, each layer's map of its whole disk has no run shorter but the last.
+/// And the walk, whatever its window, gives the runs of one whole-disk map.
+#[test]
+fn no_run_is_shorter_than_its_formats_run_granule() {
+    let mut coarse = Vec::new();
+    for d in all() {
+        let chain = (d.build)().open().unwrap();
+        for layer in &chain.layers {
+            let image = &layer.image;
+            let g = image.run_granule();
+            let mut ext = Vec::new();
+            image.map(0, image.info().virtual_size, &mut ext).unwrap();
+            let short: Vec<_> = ext.iter().rev().skip(1).filter(|e| e.length < g).collect();
+            assert!(short.is_empty(), "{} ({}): runs shorter than its granule {}: {:?}", d.name, layer.name, g, short);
+            if g > 512 {
+                coarse.push(image.info().format);
+            }
+        }
+        let mut whole = Vec::new();
+        chain.map(0, chain.virtual_size(), &mut whole).unwrap();
+        let mut walked: Vec<crate::map::MapEntry> = Vec::new();
+        chain
+            .for_each_entry(|e| {
+                walked.push(*e);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(walked, whole, "{}", d.name);
+    }
+    for f in ["qcow2", "qed", "qcow", "vdi", "parallels", "gow", "fvd", "add-cow", "raw"] {
+        assert!(coarse.contains(&f), "{} has runs coarser than a sector: {:?}", f, coarse);
+    }
+}

@@ -193,6 +193,10 @@ impl Image for AddCow {
         ])
     }
 
+    fn run_granule(&self) -> u64 {
+        self.h.cluster
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         if self.h.all_allocated {
             Extent::push(out, Extent { start, length: len, kind: self.image_kind(start) });

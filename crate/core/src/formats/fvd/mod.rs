@@ -687,6 +687,13 @@ impl Image for Fvd {
         Ok(r)
     }
 
+    fn run_granule(&self) -> u64 {
+        // Bitmap runs are whole blocks, table runs whole chunks; with neither, one run.
+        let bits = self.bitmap.as_ref().map_or(u64::MAX, |b| b.map.granule);
+        let table = self.table.as_ref().map_or(u64::MAX, |_| self.g.chunk);
+        bits.min(table).min(self.g.vsize)
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let end = start.saturating_add(len).min(self.g.vsize);
         if start >= end {

@@ -320,6 +320,10 @@ impl Image for Gow {
         Ok(r)
     }
 
+    fn run_granule(&self) -> u64 {
+        BLOCK
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let end = (start + len).min(self.virtual_size);
         let eof = self.file.size();

@@ -198,6 +198,10 @@ impl Image for Parallels {
         Ok(r)
     }
 
+    fn run_granule(&self) -> u64 {
+        self.info.cluster_size
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let end = start + len;
         let size = self.file.size();

@@ -272,6 +272,10 @@ impl Image for Qcow {
         Ok(r)
     }
 
+    fn run_granule(&self) -> u64 {
+        self.info.cluster_size
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         self.refuse_encrypted()?;
         let end = start + len;

@@ -753,6 +753,11 @@ impl Image for Qcow2 {
         Ok(v)
     }
 
+    fn run_granule(&self) -> u64 {
+        // An extended L2 entry maps 32 subclusters.
+        if self.eb == 16 { self.cluster / 32 } else { self.cluster }
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         self.refuse_encrypted()?;
         let end = start + len;

@@ -234,6 +234,10 @@ impl Image for Qed {
         Ok(r)
     }
 
+    fn run_granule(&self) -> u64 {
+        self.info.cluster_size
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let end = start + len;
         let cover = self.l2_cover();

@@ -39,6 +39,10 @@ impl Image for Raw {
     }
     /// Guest offset X is file offset X; where the host knows the file is sparse, its holes
     /// are holes of the disk too.
+    fn run_granule(&self) -> u64 {
+        self.info.virtual_size
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let mut pos = start;
         let end = start + len;

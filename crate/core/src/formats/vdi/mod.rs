@@ -178,6 +178,10 @@ impl Image for Vdi {
         Ok(r)
     }
 
+    fn run_granule(&self) -> u64 {
+        self.block
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let end = start + len;
         let size = self.file.size();
