@@ -179,12 +179,12 @@ impl Chain {
     /// was mapped 32 GiB at a time (544 MiB held); fixed at 256 MiB, an empty 5 PiB FVD of
     /// 64 KiB chunks took 22 million steps (12 s).
     pub fn walk_window(&self) -> u64 {
+        // Holes in a host file split its data runs at the file system's block.
+        let holes = |f: &alloc::sync::Arc<dyn crate::ReadAt>| f.allocation(0, f.size()).is_some_and(|(data, n)| !data || n < f.size());
         let mut finest = u64::MAX;
         for layer in &self.layers {
             let image = &layer.image;
             finest = finest.min(image.run_granule());
-            // Holes in a host file split its data runs at the file system's block.
-            let holes = |f: &alloc::sync::Arc<dyn crate::ReadAt>| f.allocation(0, f.size()).is_some_and(|(data, n)| !data || n < f.size());
             if finest > HOST_BLOCK && (0..4).filter_map(|i| image.file(i)).any(holes) {
                 finest = HOST_BLOCK;
             }

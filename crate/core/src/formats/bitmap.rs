@@ -19,7 +19,26 @@ pub struct CowBitmap {
     pub granule: u64,
 }
 
+/// What the host file holds at a bitmap byte, for a walk over the bitmap.
+enum Next {
+    /// A hole of this many bytes: zero bits, nothing to read.
+    Hole(u64),
+    /// Read this many bytes (the file's data may end sooner than the walk wants).
+    Read(u64),
+}
+
 impl CowBitmap {
+    /// The next stretch of bitmap bytes from byte `at`, `left` more wanted, at most `max` in
+    /// one read. Holes in a sparse host file are skipped, not read: a header claiming a
+    /// petabyte disk, in a sparse file, had terabytes of zero bytes to scan.
+    fn next(&self, file: &dyn ReadAt, at: u64, left: u64, max: u64) -> Next {
+        match file.allocation(self.offset + at, left) {
+            Some((false, hole)) if hole > 0 => Next::Hole(hole),
+            Some((true, data)) => Next::Read(max.min(data.max(1))),
+            _ => Next::Read(max),
+        }
+    }
+
     /// Bytes the bitmap needs.
     pub fn bytes(&self) -> u64 {
         self.bits.div_ceil(8)
@@ -51,19 +70,15 @@ impl CowBitmap {
                 step((byte * 8).max(first), false, &mut f);
                 break;
             }
-            // A hole in the host file is zero bits: one step, not a read of every byte (a
-            // header claiming a petabyte disk, in a sparse file, had terabytes to scan).
-            let mut n = (buf.len() as u64).min(last / 8 - byte + 1).min(stored - byte);
-            match file.allocation(self.offset + byte, last / 8 - byte + 1) {
-                Some((false, hole)) if hole > 0 => {
+            let max = (buf.len() as u64).min(last / 8 - byte + 1).min(stored - byte);
+            let n = match self.next(file, byte, last / 8 - byte + 1, max) {
+                Next::Hole(hole) => {
                     step((byte * 8).max(first), false, &mut f);
                     byte += hole;
                     continue;
                 }
-                Some((true, data)) => n = n.min(data.max(1)),
-                _ => {}
-            }
-            let n = n as usize;
+                Next::Read(n) => n as usize,
+            };
             read_clipped(file, self.offset + byte, &mut buf[..n])?;
             for (i, &b) in buf[..n].iter().enumerate() {
                 let base = (byte + i as u64) * 8;
@@ -117,17 +132,13 @@ impl CowBitmap {
         let total = self.bytes().min(file.size().saturating_sub(self.offset));
         let mut tail_set = false;
         while at < total {
-            let mut n = (buf.len() as u64).min(total - at);
-            // Holes are zero bits (see `runs`).
-            match file.allocation(self.offset + at, total - at) {
-                Some((false, hole)) if hole > 0 => {
+            let n = match self.next(file, at, total - at, (buf.len() as u64).min(total - at)) {
+                Next::Hole(hole) => {
                     at += hole;
                     continue;
                 }
-                Some((true, data)) => n = n.min(data.max(1)),
-                _ => {}
-            }
-            let n = n as usize;
+                Next::Read(n) => n as usize,
+            };
             read_clipped(file, self.offset + at, &mut buf[..n])?;
             if at + n as u64 == self.bytes() && self.bits % 8 != 0 {
                 let used = (self.bits % 8) as u32;
