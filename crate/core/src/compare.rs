@@ -29,9 +29,12 @@ pub fn compare(a: &Chain, b: &Chain, progress: &mut dyn FnMut(u64, u64) -> bool)
     let total = size_a.max(size_b);
     let mut ba = vec![0u8; CHUNK as usize];
     let mut bb = vec![0u8; CHUNK as usize];
+    let (steps_a, steps_b) = (a.walk_steps(), b.walk_steps());
     let mut pos = 0;
     while pos < total {
-        let end = (pos + crate::limits::MAP_WINDOW).min(total);
+        // A step either side's map can hold; past a disk's end that side has no runs.
+        let step = |steps: &dyn Fn(u64) -> u64, size: u64| if pos < size { steps(pos) } else { u64::MAX };
+        let end = step(&steps_a, size_a).min(step(&steps_b, size_b)).min(total);
         // Only ranges where either side may be non-zero need reading.
         let mut runs = nonzero_runs(a, pos, end.min(size_a))?;
         if pos < size_b {
@@ -50,6 +53,10 @@ pub fn compare(a: &Chain, b: &Chain, progress: &mut dyn FnMut(u64, u64) -> bool)
                     return Ok(Comparison { identical: false, mismatch_offset: Some(off), size_a, size_b });
                 }
                 at += n as u64;
+                // A step of coarse runs can hold a terabyte of data to read.
+                if !progress(at, total) {
+                    return Err(Error::Cancelled);
+                }
             }
             cursor = cursor.max(e);
         }

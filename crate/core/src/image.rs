@@ -25,6 +25,14 @@ pub trait Image {
     fn run_granule(&self) -> u64 {
         512
     }
+    /// Where a walk from `pos` may end a step so that [`Image::map`] yields at most `runs`
+    /// runs of this layer (never less than the truth; past `pos`). By default `runs`
+    /// granules. A format whose runs are sectors in places and whole blocks elsewhere says
+    /// more: with one run per unallocated block, a VHD claiming petabytes takes a few
+    /// steps, not one per `runs` sectors (tens of millions).
+    fn runs_end(&self, pos: u64, runs: u64) -> u64 {
+        pos.saturating_add(runs.saturating_mul(self.run_granule().max(1)))
+    }
 
     /// The files this layer reads, by index in [`Kind::Data`](crate::Kind::Data): 0 is the
     /// image, and index k > 0 is the file of `info().companions[k - 1]`.

@@ -27,11 +27,9 @@ pub const MAX_NAME_BYTES: u64 = 4096;
 pub const MAX_FINDINGS: usize = 10_000;
 /// Most cells in an allocation-map picture; larger images aggregate several clusters per cell.
 pub const MAX_MAP_CELLS: u64 = 16 << 20;
-/// Runs one step of a generic walk (map, convert, report, the page's cells) may hold: it maps
-/// this many of the chain's finest runs at a time (`Image::run_granule`), about 16 MiB.
+/// Runs one step of a generic walk (map, convert, compare, report, the page's cells) may take
+/// from each layer (`Image::runs_end`), about 16 MiB.
 pub const MAP_WINDOW_RUNS: u64 = 1 << 19;
-/// One step of a walk over sector-granular runs (VHD, VHDX, cow, VMDK), and of a compare.
-pub const MAP_WINDOW: u64 = MAP_WINDOW_RUNS * 512;
 /// Most map runs listed in a whole-inspection report (`diskscope report`, the page's JSON
 /// download); the rest are counted. About 100 bytes of JSON each.
 pub const MAX_REPORT_MAP_RUNS: usize = 1 << 20;

@@ -167,29 +167,34 @@ impl Chain {
         }
     }
 
-    /// Walk the whole map in windows of [`Chain::walk_window`], joining runs that cross window
+    /// Walk the whole map in steps of [`Chain::walk_steps`], joining runs that cross step
     /// edges so each run comes out once, as qemu-img map prints it.
     pub fn for_each_entry(&self, f: impl FnMut(&MapEntry) -> Result<()>) -> Result<()> {
         self.for_each_entry_in(0, self.virtual_size(), f)
     }
 
-    /// Guest bytes one step of a walk maps: `limits::MAP_WINDOW_RUNS` of the finest run any
-    /// layer yields, so a step holds a bounded number of runs whatever the image. The window
-    /// once grew over empty stretches instead, and a disk empty for 32 GiB and then dense
-    /// was mapped 32 GiB at a time (544 MiB held); fixed at 256 MiB, an empty 5 PiB FVD of
-    /// 64 KiB chunks took 22 million steps (12 s).
-    pub fn walk_window(&self) -> u64 {
+    /// Where one step of a walk from a guest offset ends: where some layer could have
+    /// yielded `limits::MAP_WINDOW_RUNS` runs ([`Image::runs_end`](crate::Image::runs_end)),
+    /// so a step holds a bounded number of runs whatever the image, and a stretch a layer
+    /// knows to be one run (unallocated blocks, a bitmap's holes) is crossed in one step.
+    /// The window once grew over empty stretches instead, and a disk empty for 32 GiB and
+    /// then dense was mapped 32 GiB at a time (544 MiB held); fixed at 256 MiB, an empty
+    /// 5 PiB FVD of 64 KiB chunks took 22 million steps (12 s).
+    pub fn walk_steps(&self) -> impl Fn(u64) -> u64 + '_ {
         // Holes in a host file split its data runs at the file system's block.
         let holes = |f: &alloc::sync::Arc<dyn crate::ReadAt>| f.allocation(0, f.size()).is_some_and(|(data, n)| !data || n < f.size());
-        let mut finest = u64::MAX;
-        for layer in &self.layers {
-            let image = &layer.image;
-            finest = finest.min(image.run_granule());
-            if finest > HOST_BLOCK && (0..4).filter_map(|i| image.file(i)).any(holes) {
-                finest = HOST_BLOCK;
+        let split: Vec<bool> = self.layers.iter().map(|l| l.image.run_granule() > HOST_BLOCK && (0..4).filter_map(|i| l.image.file(i)).any(holes)).collect();
+        move |pos| {
+            let runs = limits::MAP_WINDOW_RUNS;
+            let mut end = u64::MAX;
+            for (layer, &split) in self.layers.iter().zip(&split) {
+                end = end.min(layer.image.runs_end(pos, runs));
+                if split {
+                    end = end.min(pos.saturating_add(runs * HOST_BLOCK));
+                }
             }
+            end.max(pos + 1)
         }
-        limits::MAP_WINDOW_RUNS.saturating_mul(finest.max(1))
     }
 
     /// [`Chain::for_each_entry`] over guest bytes `[start, end)` only (clipped to the disk).
@@ -198,9 +203,9 @@ impl Chain {
         let mut pos = start;
         let mut buf = Vec::new();
         let mut pending: Option<MapEntry> = None;
-        let window = self.walk_window();
+        let step_end = self.walk_steps();
         while pos < size {
-            let len = window.min(size - pos);
+            let len = step_end(pos).min(size) - pos;
             buf.clear();
             self.map(pos, len, &mut buf)?;
             for e in &buf {

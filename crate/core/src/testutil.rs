@@ -47,3 +47,25 @@ pub fn fuzz_seed(target: &str, name: &str, files: &[&[u8]]) {
     }
     std::fs::write(dir.join(name), seed).unwrap();
 }
+
+/// From every run's start (and from inside a run) of every layer, for budgets from one run
+/// to a whole step, [`Image::runs_end`](crate::Image::runs_end) reaches no further than a
+/// map with at most that many runs.
+pub fn assert_steps_hold_their_budget(name: &str, chain: &Chain) {
+    for layer in &chain.layers {
+        let image = &layer.image;
+        let size = image.info().virtual_size;
+        let mut ext = Vec::new();
+        image.map(0, size, &mut ext).unwrap();
+        for (pos, edge) in ext.iter().map(|e| (e.start, 0)).chain([(size / 3, 1)]) {
+            for runs in [1, 2, 3, 8, 64, 4096, crate::limits::MAP_WINDOW_RUNS] {
+                let end = image.runs_end(pos, runs);
+                assert!(end > pos, "{} ({}): a step from {} goes nowhere", name, layer.name, pos);
+                let mut got = Vec::new();
+                image.map(pos, end.min(size) - pos, &mut got).unwrap();
+                // From inside a run, its end is one more.
+                assert!(got.len() as u64 <= runs + edge, "{} ({}): {} runs from {} where {} were allowed: {:?}", name, layer.name, got.len(), pos, runs, got);
+            }
+        }
+    }
+}

@@ -19,7 +19,6 @@ fn value(name: &str) -> Option<u64> {
         "MAX_FINDINGS" => MAX_FINDINGS as u64,
         "MAX_MAP_CELLS" => MAX_MAP_CELLS,
         "MAP_WINDOW_RUNS" => MAP_WINDOW_RUNS,
-        "MAP_WINDOW" => MAP_WINDOW,
         "MAX_REPORT_MAP_RUNS" => MAX_REPORT_MAP_RUNS as u64,
         "MAX_OPEN_READS" => MAX_OPEN_READS,
         "MAX_OPEN_BYTES" => MAX_OPEN_BYTES,

@@ -99,6 +99,33 @@ impl CowBitmap {
         Ok(())
     }
 
+    /// Where a walk from guest `pos` may end a step having had at most `runs` runs of this
+    /// bitmap ([`Image::runs_end`](crate::Image::runs_end)): a hole in the host file, or
+    /// the bitmap past the file's end, is one run of clear bits; a stored byte up to eight.
+    /// Where the host cannot tell holes (the browser), every byte counts as stored.
+    pub fn runs_end(&self, file: &dyn ReadAt, pos: u64, runs: u64) -> u64 {
+        let stored = file.size().saturating_sub(self.offset).min(self.bytes());
+        let first = pos / self.granule / 8;
+        let (mut byte, mut left) = (first, runs);
+        while byte < stored {
+            match self.next(file, byte, stored - byte, u64::MAX) {
+                Next::Hole(hole) if left > 0 => (byte, left) = (byte.saturating_add(hole), left - 1),
+                Next::Read(n) if left >= 8 => {
+                    let k = n.min(left / 8).min(stored - byte);
+                    (byte, left) = (byte + k, left - 8 * k);
+                }
+                _ => break,
+            }
+        }
+        if byte >= stored {
+            u64::MAX
+        } else if byte == first {
+            pos.saturating_add(runs.saturating_mul(self.granule))
+        } else {
+            byte.saturating_mul(8).saturating_mul(self.granule)
+        }
+    }
+
     /// The bitmap byte holding guest byte `guest`'s bit, as a field saying what the bit
     /// means (`set`: where a set bit sends the read; `clear`: where a clear one does).
     pub fn field(&self, file: &dyn ReadAt, guest: u64, set: &str, clear: &str) -> Result<Option<crate::model::Field>> {
@@ -199,6 +226,17 @@ mod tests {
         file.1.set(0);
         assert_eq!(bm.count(&file).unwrap(), (10, false));
         assert!(file.1.get() <= 2, "{} bytes read to count", file.1.get());
+        // A walk's step: a hole is one run, a stored byte eight, the rest of the bitmap one.
+        let walk = |runs| bm.runs_end(&file, 0, runs);
+        assert_eq!(walk(10), (1 << 39) * 8 * 512, "hole, byte, hole: 10 runs reach the second byte");
+        assert_eq!(walk(9), 4 * 8 * 512, "the second hole does not fit");
+        assert_eq!(walk(19), u64::MAX, "the rest is clear bits to the end");
+        assert_eq!(bm.runs_end(&file, (4 << 40) * 512, 1), (4 << 40) * 512 + 512, "a stored byte dearer than the budget: runs sectors");
+        // Where holes are unknown (the browser), every byte is stored: eight runs each.
+        let plain = MemFile(vec![0; 4096 + 1000]);
+        let bm = CowBitmap { offset: 4096, bits: 8000, granule: 512 };
+        assert_eq!(bm.runs_end(&plain, 0, 80), 10 * 8 * 512);
+        assert_eq!(bm.runs_end(&plain, 0, 8000), u64::MAX);
     }
 
     #[test]

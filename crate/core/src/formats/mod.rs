@@ -24,6 +24,7 @@ pub mod vdi;
 pub mod vhdx;
 pub mod vpc;
 pub mod vmdk;
+pub mod walk;
 
 /// Probed in order; `raw` last and never by probe: any bytes are a raw image.
 pub static DRIVERS: &[&Driver] = &[&vpc::DRIVER, &qed::DRIVER, &qcow2::DRIVER, &qcow::DRIVER, &cow::COW, &cow::RAW_COW, &addcow::DRIVER, &gow::DRIVER, &fvd::DRIVER, &vdi::DRIVER, &vhdx::DRIVER, &parallels::DRIVER, &vmdk::DRIVER, &raw::DRIVER];

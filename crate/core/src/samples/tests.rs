@@ -158,6 +158,14 @@ fn fuzz_seeds_from_every_demo() {
 /// Each format's run granule is a true lower bound on its runs (a walk sizes its windows by
 /// it): in every demo, each layer's map of its whole disk has no run shorter but the last.
 /// And the walk, whatever its window, gives the runs of one whole-disk map.
+/// `Image::runs_end` may tell a walk to go far, but never further than its budget of runs.
+#[test]
+fn a_step_never_holds_more_runs_than_its_budget() {
+    for d in all() {
+        crate::testutil::assert_steps_hold_their_budget(d.name, &(d.build)().open().unwrap());
+    }
+}
+
 #[test]
 fn no_run_is_shorter_than_its_formats_run_granule() {
     let mut coarse = Vec::new();

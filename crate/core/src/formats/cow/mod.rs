@@ -202,6 +202,10 @@ impl Image for Cow {
         Ok(r)
     }
 
+    fn runs_end(&self, pos: u64, runs: u64) -> u64 {
+        self.bitmap.runs_end(&*self.file, pos, runs)
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let raw_cow = self.layout.raw_cow();
         let have_raw = self.raw.is_some();

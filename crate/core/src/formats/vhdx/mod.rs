@@ -517,6 +517,20 @@ impl Image for Vhdx {
         Ok(r)
     }
 
+    fn runs_end(&self, pos: u64, runs: u64) -> u64 {
+        // A block is one run unless its data is split: by a sector bitmap (partially
+        // present), by the replayed log, or by holes in the host file (at most one a sector).
+        let sectors = self.block / 512 + 1;
+        // The BAT covers every block (the open refuses one that does not).
+        let blocks = self.info.virtual_size.div_ceil(self.block);
+        crate::formats::walk::by_blocks(pos, self.block, blocks, 512, runs, |i| {
+            match self.bat.get(self.payload_index(i) as usize).map_or(NOT_PRESENT, |&e| e & 7) {
+                FULLY_PRESENT | PARTIALLY_PRESENT => sectors,
+                _ => 1,
+            }
+        })
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let end = start + len;
         if self.differencing {

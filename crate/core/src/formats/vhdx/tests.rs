@@ -191,6 +191,39 @@ fn a_differencing_disk_reads_its_sectors_over_the_parent() {
     assert_eq!((c.layers.len(), c.layers[1].name.as_str()), (2, "p2.vhdx"));
 }
 
+/// Partially present blocks are a run per sector at worst, and a walk's step stops before
+/// more; not-present blocks are a run each, and a 2 TiB disk of them is one step (a step of
+/// 256 MiB of sectors made it 8,192).
+#[test]
+fn a_walk_steps_by_what_each_block_can_hold() {
+    let mut parent = Writer::new(4 * MIB, MIB, [0xaa; 16], None);
+    parent.write(0, &[1; 4096]);
+    let mut child = Writer::new(4 * MIB, MIB, [0xcc; 16], Some(("{AAAAAAAA-AAAA-AAAA-AAAA-AAAAAAAAAAAA}", ".\\parent.vhdx")));
+    for s in (0..64).step_by(2) {
+        child.write(MIB + s * 512, &[2; 512]);
+    }
+    let c = Files::new([("child.vhdx", child.file.clone()), ("parent.vhdx", parent.file)]).open("child.vhdx").unwrap();
+    assert_eq!(c.layers.len(), 2, "{:?}", c.broken);
+    crate::testutil::assert_steps_hold_their_budget("child.vhdx", &c);
+
+    let mut w = Writer::new(2 << 40, 32 * MIB, [0xdd; 16], None);
+    w.write(1 << 40, &[3; 512]);
+    let c = open(&w.file, false);
+    let step = c.walk_steps();
+    let (mut pos, mut steps) = (0, 0);
+    while pos < c.virtual_size() {
+        pos = step(pos);
+        steps += 1;
+    }
+    assert!(steps <= 3, "{} steps", steps);
+    let mut runs = Vec::new();
+    c.for_each_entry(|e| {
+        runs.push((e.start, e.length, e.data));
+        Ok(())
+    }).unwrap();
+    assert_eq!(runs, [(0, 1 << 40, false), (1 << 40, 32 * MIB, true), ((1 << 40) + 32 * MIB, (1 << 40) - 32 * MIB, false)]);
+}
+
 #[test]
 fn sector_bitmaps_count_logical_sectors() {
     // 4 KiB logical sectors: one bitmap bit per 4 KiB; a chunk of 32768 blocks.

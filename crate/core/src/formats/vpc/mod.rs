@@ -393,6 +393,19 @@ impl Image for Vpc {
         Ok(r)
     }
 
+    fn runs_end(&self, pos: u64, runs: u64) -> u64 {
+        if self.variant == Variant::Fixed {
+            // One run, but split wherever the host file has a hole: sectors' worth.
+            return pos.saturating_add(runs * 512);
+        }
+        // An unallocated block is one run; an allocated one up to a run per sector.
+        let sectors = self.block / 512;
+        crate::formats::walk::by_blocks(pos, self.block, self.bat.len() as u64, 512, runs, |i| match self.block_at(i) {
+            None => 1,
+            Some(_) => sectors + 1,
+        })
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         if len == 0 {
             return Ok(());

@@ -230,6 +230,30 @@ fn blocks_past_the_disk_are_noted_and_not_counted_as_its_clusters() {
     assert_eq!((r.corruptions, r.exit_code()), (0, 3), "{:?}", r.findings);
 }
 
+/// A 16 TiB disk of 8 Mi blocks, two of them allocated: a walk crosses the unallocated
+/// blocks a run each, in 16 steps; a step of 256 MiB of sectors made it 65,536.
+#[test]
+fn a_walk_crosses_unallocated_blocks_in_few_steps() {
+    let mut w = Writer::new(16 << 40, 2 << 20, [3; 16], None);
+    w.write(5 << 20, &[1; 512]);
+    w.write(10 << 40, &[2; 512]);
+    let chain = Files::new([("big.vhd", w.finish())]).open("big.vhd").unwrap();
+    let step = chain.walk_steps();
+    let (mut pos, mut steps) = (0, 0);
+    while pos < chain.virtual_size() {
+        pos = step(pos);
+        steps += 1;
+    }
+    assert!(steps <= 20, "{} steps", steps);
+    let mut runs = Vec::new();
+    chain.for_each_entry(|e| {
+        runs.push((e.start, e.length, e.data));
+        Ok(())
+    }).unwrap();
+    let (a, b) = (5u64 << 20, 10u64 << 40);
+    assert_eq!(runs, [(0, a, false), (a, 512, true), (a + 512, b - a - 512, false), (b, 512, true), (b + 512, (16 << 40) - b - 512, false)]);
+}
+
 #[test]
 fn reads_stay_few() {
     // After the two reads of probing: the first 64 KiB and the end footer; then for a
