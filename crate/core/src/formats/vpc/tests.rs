@@ -231,7 +231,7 @@ fn blocks_past_the_disk_are_noted_and_not_counted_as_its_clusters() {
 }
 
 /// A 16 TiB disk of 8 Mi blocks, two of them allocated: a walk crosses the unallocated
-/// blocks a run each, in 16 steps; a step of 256 MiB of sectors made it 65,536.
+/// blocks a run each, in 17 steps; a step of 256 MiB of sectors made it 65,536.
 #[test]
 fn a_walk_crosses_unallocated_blocks_in_few_steps() {
     let mut w = Writer::new(16 << 40, 2 << 20, [3; 16], None);
