@@ -69,3 +69,21 @@ pub fn assert_steps_hold_their_budget(name: &str, chain: &Chain) {
         }
     }
 }
+
+/// Steps a whole walk of `chain` takes, and its runs as (start, length, data).
+pub fn walk(chain: &Chain) -> (u64, Vec<(u64, u64, bool)>) {
+    let step = chain.walk_steps();
+    let (mut pos, mut steps) = (0, 0);
+    while pos < chain.virtual_size() {
+        pos = step(pos);
+        steps += 1;
+    }
+    let mut runs = Vec::new();
+    chain
+        .for_each_entry(|e| {
+            runs.push((e.start, e.length, e.data));
+            Ok(())
+        })
+        .unwrap();
+    (steps, runs)
+}

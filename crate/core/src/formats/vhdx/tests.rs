@@ -209,18 +209,8 @@ fn a_walk_steps_by_what_each_block_can_hold() {
     let mut w = Writer::new(2 << 40, 32 * MIB, [0xdd; 16], None);
     w.write(1 << 40, &[3; 512]);
     let c = open(&w.file, false);
-    let step = c.walk_steps();
-    let (mut pos, mut steps) = (0, 0);
-    while pos < c.virtual_size() {
-        pos = step(pos);
-        steps += 1;
-    }
+    let (steps, runs) = crate::testutil::walk(&c);
     assert!(steps <= 3, "{} steps", steps);
-    let mut runs = Vec::new();
-    c.for_each_entry(|e| {
-        runs.push((e.start, e.length, e.data));
-        Ok(())
-    }).unwrap();
     assert_eq!(runs, [(0, 1 << 40, false), (1 << 40, 32 * MIB, true), ((1 << 40) + 32 * MIB, (1 << 40) - 32 * MIB, false)]);
 }
 

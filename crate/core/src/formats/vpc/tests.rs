@@ -238,18 +238,8 @@ fn a_walk_crosses_unallocated_blocks_in_few_steps() {
     w.write(5 << 20, &[1; 512]);
     w.write(10 << 40, &[2; 512]);
     let chain = Files::new([("big.vhd", w.finish())]).open("big.vhd").unwrap();
-    let step = chain.walk_steps();
-    let (mut pos, mut steps) = (0, 0);
-    while pos < chain.virtual_size() {
-        pos = step(pos);
-        steps += 1;
-    }
+    let (steps, runs) = crate::testutil::walk(&chain);
     assert!(steps <= 20, "{} steps", steps);
-    let mut runs = Vec::new();
-    chain.for_each_entry(|e| {
-        runs.push((e.start, e.length, e.data));
-        Ok(())
-    }).unwrap();
     let (a, b) = (5u64 << 20, 10u64 << 40);
     assert_eq!(runs, [(0, a, false), (a, 512, true), (a + 512, b - a - 512, false), (b, 512, true), (b + 512, (16 << 40) - b - 512, false)]);
 }
