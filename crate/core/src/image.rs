@@ -19,9 +19,9 @@ pub trait Image {
     /// `start + len` never exceeds the virtual size.
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()>;
     /// The shortest run [`Image::map`] yields, but at the edges of the range asked for and
-    /// of the disk: a walk maps `limits::MAP_WINDOW_RUNS` of them at a time, so that a
-    /// window's runs stay bounded and a huge empty disk takes few steps. Never more than
-    /// the truth; a sector unless the format knows its runs are coarser.
+    /// of the disk: by default a walk's step ([`Image::runs_end`]) is `limits::MAP_WINDOW_RUNS`
+    /// of them, so that its runs stay bounded and a huge empty disk takes few steps. Never
+    /// more than the truth; a sector unless the format knows its runs are coarser.
     fn run_granule(&self) -> u64 {
         512
     }

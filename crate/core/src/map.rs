@@ -183,11 +183,11 @@ impl Chain {
     pub fn walk_steps(&self) -> impl Fn(u64) -> u64 + '_ {
         // Holes in a host file split its data runs at the file system's block.
         let holes = |f: &alloc::sync::Arc<dyn crate::ReadAt>| f.allocation(0, f.size()).is_some_and(|(data, n)| !data || n < f.size());
-        let split: Vec<bool> = self.layers.iter().map(|l| l.image.run_granule() > HOST_BLOCK && (0..4).filter_map(|i| l.image.file(i)).any(holes)).collect();
+        let splits: Vec<bool> = self.layers.iter().map(|l| l.image.run_granule() > HOST_BLOCK && (0..4).filter_map(|i| l.image.file(i)).any(holes)).collect();
         move |pos| {
             let runs = limits::MAP_WINDOW_RUNS;
             let mut end = u64::MAX;
-            for (layer, &split) in self.layers.iter().zip(&split) {
+            for (layer, &split) in self.layers.iter().zip(&splits) {
                 end = end.min(layer.image.runs_end(pos, runs));
                 if split {
                     end = end.min(pos.saturating_add(runs * HOST_BLOCK));

@@ -396,7 +396,7 @@ impl Image for Vpc {
     fn runs_end(&self, pos: u64, runs: u64) -> u64 {
         if self.variant == Variant::Fixed {
             // One run, but split wherever the host file has a hole: sectors' worth.
-            return pos.saturating_add(runs * 512);
+            return pos.saturating_add(runs.saturating_mul(512));
         }
         // An unallocated block is one run; an allocated one up to a run per sector.
         let sectors = self.block / 512;
