@@ -4,6 +4,7 @@ use alloc::{vec, vec::Vec};
 
 use crate::chain::Chain;
 use crate::error::{Error, Result};
+use crate::map::MapEntry;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "kebab-case"))]
@@ -17,11 +18,32 @@ pub struct Comparison {
 
 const CHUNK: u64 = 1 << 20;
 
-/// Guest runs of `c` in `[start, end)` that may hold non-zero bytes.
-fn nonzero_runs(c: &Chain, start: u64, end: u64) -> Result<Vec<(u64, u64)>> {
+/// Runs of `c` in `[start, end)` that may hold non-zero bytes, as its layers' tables say
+/// (host holes inside them are found per chunk, by [`all_holes`]).
+pub(crate) fn nonzero_runs(c: &Chain, start: u64, end: u64) -> Result<Vec<MapEntry>> {
     let mut entries = Vec::new();
-    c.map(start, end - start, &mut entries)?;
-    Ok(entries.iter().filter(|e| !e.zero || e.invalid.is_some() || e.missing).map(|e| (e.start, e.start + e.length)).collect())
+    c.layer_runs(start, end - start, &mut entries)?;
+    entries.retain(|e| !e.zero || e.invalid.is_some() || e.missing);
+    Ok(entries)
+}
+
+/// Whether every run of `runs` (sorted, as a map yields them) that meets `[at, end)` is
+/// stored data whose host bytes there are holes: then `c` reads zeros there unread.
+pub(crate) fn all_holes(c: &Chain, runs: &[MapEntry], at: u64, end: u64) -> Result<bool> {
+    let first = runs.partition_point(|e| e.start + e.length <= at);
+    for e in runs[first..].iter().take_while(|e| e.start < end) {
+        let (a, b) = (e.start.max(at), (e.start + e.length).min(end));
+        let part = MapEntry { start: a, length: b - a, offset: e.offset.map(|o| o + (a - e.start)), ..*e };
+        let mut stored = !part.data || part.offset.is_none();
+        c.host_pieces(&part, &mut |p| {
+            stored |= !p.zero;
+            Ok(())
+        })?;
+        if stored {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 pub fn compare(a: &Chain, b: &Chain, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<Comparison> {
@@ -36,23 +58,25 @@ pub fn compare(a: &Chain, b: &Chain, progress: &mut dyn FnMut(u64, u64) -> bool)
         let step = |steps: &dyn Fn(u64) -> u64, size: u64| if pos < size { steps(pos) } else { u64::MAX };
         let end = step(&steps_a, size_a).min(step(&steps_b, size_b)).min(total);
         // Only ranges where either side may be non-zero need reading.
-        let mut runs = nonzero_runs(a, pos, end.min(size_a))?;
-        if pos < size_b {
-            runs.extend(nonzero_runs(b, pos, end.min(size_b))?);
-        }
-        runs.sort_unstable();
+        let runs_a = nonzero_runs(a, pos, end.min(size_a))?;
+        let runs_b = if pos < size_b { nonzero_runs(b, pos, end.min(size_b))? } else { Vec::new() };
+        let mut ranges: Vec<(u64, u64)> = runs_a.iter().chain(&runs_b).map(|e| (e.start, e.start + e.length)).collect();
+        ranges.sort_unstable();
         let mut cursor = pos;
-        for (s, e) in runs {
+        for (s, e) in ranges {
             let mut at = s.max(cursor);
             while at < e {
                 let n = (e - at).min(CHUNK) as usize;
-                read_or_zero(a, at, &mut ba[..n])?;
-                read_or_zero(b, at, &mut bb[..n])?;
-                if let Some(i) = ba[..n].iter().zip(&bb[..n]).position(|(x, y)| x != y) {
-                    let off = (at + i as u64) / 512 * 512;
-                    return Ok(Comparison { identical: false, mismatch_offset: Some(off), size_a, size_b });
+                let to = at + n as u64;
+                if !(all_holes(a, &runs_a, at, to)? && all_holes(b, &runs_b, at, to)?) {
+                    read_or_zero(a, at, &mut ba[..n])?;
+                    read_or_zero(b, at, &mut bb[..n])?;
+                    if let Some(i) = ba[..n].iter().zip(&bb[..n]).position(|(x, y)| x != y) {
+                        let off = (at + i as u64) / 512 * 512;
+                        return Ok(Comparison { identical: false, mismatch_offset: Some(off), size_a, size_b });
+                    }
                 }
-                at += n as u64;
+                at = to;
                 // A step of coarse runs can hold a terabyte of data to read.
                 if !progress(at, total) {
                     return Err(Error::Cancelled);

@@ -11,6 +11,9 @@ use core::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::limits;
 
+/// The finest hole a host file system reports (ext4, XFS and tmpfs: 4 KiB).
+pub const HOST_BLOCK: u64 = 4096;
+
 /// A file that can be read at any offset.
 pub trait ReadAt {
     /// Length of the file in bytes.
@@ -442,6 +445,22 @@ impl ReadAt for SparseFile {
             }
         }
         Ok(())
+    }
+    /// Its chunks are data and the rest are holes, as a sparse host file reports them: a
+    /// header claiming terabytes in a fuzz input then costs what it would natively.
+    fn allocation(&self, offset: u64, len: u64) -> Option<(bool, u64)> {
+        let end = offset.saturating_add(len).min(self.size);
+        let mut next = end;
+        for (at, bytes) in &self.chunks {
+            let stop = at.saturating_add(bytes.len() as u64);
+            if *at <= offset && offset < stop {
+                return Some((true, stop.min(end).saturating_sub(offset)));
+            }
+            if *at > offset {
+                next = next.min(*at);
+            }
+        }
+        Some((false, next.saturating_sub(offset)))
     }
 }
 

@@ -7,9 +7,6 @@ use crate::error::Result;
 use crate::limits;
 use crate::model::{Extent, Kind};
 
-/// The finest hole a host file system reports (ext4, XFS and tmpfs: 4 KiB).
-const HOST_BLOCK: u64 = 4096;
-
 /// One run of the merged map: qemu-img map --output=json's fields, plus where to read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -92,6 +89,22 @@ fn push(out: &mut Vec<MapEntry>, e: MapEntry) {
 impl Chain {
     /// Append the merged map of `[start, start+len)` (clipped to the virtual size).
     pub fn map(&self, start: u64, len: u64, out: &mut Vec<MapEntry>) -> Result<()> {
+        let mut runs = Vec::new();
+        self.layer_runs(start, len, &mut runs)?;
+        for e in &runs {
+            self.host_pieces(e, &mut |p| {
+                push(out, p);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// [`Chain::map`] before data runs are split where their host bytes are holes: runs as
+    /// the layers' tables say, as many as [`Chain::walk_steps`] bounds. Host holes can split
+    /// one run of data a million ways (a 64 KiB cluster written 4 KiB at a time), so walks
+    /// split as they go ([`Chain::host_pieces`]) instead of holding the pieces.
+    pub fn layer_runs(&self, start: u64, len: u64, out: &mut Vec<MapEntry>) -> Result<()> {
         let end = start.saturating_add(len).min(self.virtual_size());
         if start < end {
             self.map_layer(0, start, end, out)?;
@@ -110,8 +123,7 @@ impl Chain {
                     e.present = true;
                     e.data = true;
                     e.file = file;
-                    self.split_by_host(depth, e, offset, out);
-                    continue;
+                    e.offset = Some(offset);
                 }
                 Kind::Hole { file, offset } => {
                     (e.present, e.zero, e.file, e.offset) = (true, true, file, Some(offset));
@@ -148,23 +160,28 @@ impl Chain {
         Ok(())
     }
 
-    /// A data extent whose host bytes are a hole reads as zeros: say so, as QEMU does.
-    fn split_by_host(&self, depth: usize, e: MapEntry, offset: u64, out: &mut Vec<MapEntry>) {
-        let file = self.layers[depth].image.file(e.file);
+    /// `e` in pieces where its host bytes change between data and holes: a hole reads as
+    /// zeros, and QEMU says so. Runs that are not stored data pass through whole.
+    pub fn host_pieces(&self, e: &MapEntry, emit: &mut dyn FnMut(MapEntry) -> Result<()>) -> Result<()> {
+        let file = self.layers.get(e.depth as usize).and_then(|l| l.image.file(e.file));
+        let (Some(file), Some(offset), true, false) = (file, e.offset, e.data, e.computed) else {
+            return emit(*e);
+        };
         let mut done = 0;
         while done < e.length {
             let (is_data, n) = file
-                .and_then(|f| f.allocation(offset + done, e.length - done))
+                .allocation(offset + done, e.length - done)
                 .map(|(d, n)| (d, n.clamp(1, e.length - done)))
                 .unwrap_or((true, e.length - done));
-            let mut part = e;
+            let mut part = *e;
             part.start = e.start + done;
             part.length = n;
             part.offset = Some(offset + done);
             part.zero = !is_data;
-            push(out, part);
+            emit(part)?;
             done += n;
         }
+        Ok(())
     }
 
     /// Walk the whole map in steps of [`Chain::walk_steps`], joining runs that cross step
@@ -179,20 +196,12 @@ impl Chain {
     /// knows to be one run (unallocated blocks, a bitmap's holes) is crossed in one step.
     /// The window once grew over empty stretches instead, and a disk empty for 32 GiB and
     /// then dense was mapped 32 GiB at a time (544 MiB held); fixed at 256 MiB, an empty
-    /// 5 PiB FVD of 64 KiB chunks took 22 million steps (12 s).
+    /// 5 PiB FVD of 64 KiB chunks took 22 million steps (12 s). Host holes do not shorten a
+    /// step: they split data runs as the walk goes ([`Chain::layer_runs`]).
     pub fn walk_steps(&self) -> impl Fn(u64) -> u64 + '_ {
-        // Holes in a host file split its data runs at the file system's block.
-        let holes = |f: &alloc::sync::Arc<dyn crate::ReadAt>| f.allocation(0, f.size()).is_some_and(|(data, n)| !data || n < f.size());
-        let splits: Vec<bool> = self.layers.iter().map(|l| l.image.run_granule() > HOST_BLOCK && (0..4).filter_map(|i| l.image.file(i)).any(holes)).collect();
         move |pos| {
             let runs = limits::MAP_WINDOW_RUNS;
-            let mut end = u64::MAX;
-            for (layer, &split) in self.layers.iter().zip(&splits) {
-                end = end.min(layer.image.runs_end(pos, runs));
-                if split {
-                    end = end.min(pos.saturating_add(runs * HOST_BLOCK));
-                }
-            }
+            let end = self.layers.iter().map(|l| l.image.runs_end(pos, runs)).min().unwrap_or(u64::MAX);
             end.max(pos + 1)
         }
     }
@@ -207,16 +216,19 @@ impl Chain {
         while pos < size {
             let len = step_end(pos).min(size) - pos;
             buf.clear();
-            self.map(pos, len, &mut buf)?;
+            self.layer_runs(pos, len, &mut buf)?;
             for e in &buf {
-                match pending.as_mut() {
-                    Some(p) if p.continues(e) => p.length += e.length,
-                    _ => {
-                        if let Some(p) = pending.replace(*e) {
-                            f(&p)?;
+                self.host_pieces(e, &mut |e| {
+                    match pending.as_mut() {
+                        Some(p) if p.continues(&e) => p.length += e.length,
+                        _ => {
+                            if let Some(p) = pending.replace(e) {
+                                f(&p)?;
+                            }
                         }
                     }
-                }
+                    Ok(())
+                })?;
             }
             pos += len;
         }

@@ -24,6 +24,22 @@ impl Resolver for Files {
     }
 }
 
+/// A file that counts the bytes read from it (its holes, where it has them, are its own).
+pub struct Counted<F>(pub F, pub core::cell::Cell<u64>);
+
+impl<F: ReadAt> ReadAt for Counted<F> {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> crate::error::Result<()> {
+        self.1.set(self.1.get() + buf.len() as u64);
+        self.0.read_at(offset, buf)
+    }
+    fn allocation(&self, offset: u64, len: u64) -> Option<(bool, u64)> {
+        self.0.allocation(offset, len)
+    }
+}
+
 /// Save an image the tests built as a seed for the fuzz targets (scripts/fuzz.sh sets
 /// DISKSCOPE_FUZZ_SEEDS): `files` are the top file then its companions, joined as the
 /// targets cut them (fuzz/fuzz_targets/exercise.rs); a file over 64 KiB that is mostly

@@ -203,31 +203,6 @@ mod tests {
     use crate::io::MemFile;
     use alloc::vec::Vec;
 
-    /// A sparse host file (its chunks data, the rest holes) that counts the bytes read.
-    struct Reads(crate::io::SparseFile, core::cell::Cell<u64>);
-    impl ReadAt for Reads {
-        fn size(&self) -> u64 {
-            self.0.size()
-        }
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> crate::error::Result<()> {
-            self.1.set(self.1.get() + buf.len() as u64);
-            self.0.read_at(offset, buf)
-        }
-        fn allocation(&self, offset: u64, len: u64) -> Option<(bool, u64)> {
-            let mut next = offset.saturating_add(len);
-            for (at, bytes) in &self.0.chunks {
-                let end = at + bytes.len() as u64;
-                if *at <= offset && offset < end {
-                    return Some((true, (end - offset).min(len)));
-                }
-                if *at > offset {
-                    next = next.min(*at);
-                }
-            }
-            Some((false, next - offset))
-        }
-    }
-
     #[test]
     fn holes_in_the_file_are_zero_bits_and_not_read() {
         // A 1 TiB bitmap (a 4 PiB disk of sectors) with two bytes stored, far apart.
@@ -235,7 +210,7 @@ mod tests {
         f.poke(4096 + 3, &[0b1000_0001]);
         f.poke(4096 + (1 << 39), &[0xff]);
         let bm = CowBitmap { offset: 4096, bits: 8 << 40, granule: 512 };
-        let file = Reads(f, core::cell::Cell::new(0));
+        let file = crate::testutil::Counted(f, core::cell::Cell::new(0));
         let mut got = Vec::new();
         bm.runs(&file, 0, (8 << 40) * 512, |a, b, v| got.push((a / 512, b / 512, v))).unwrap();
         let t = 4u64 << 40; // bit index of byte 2^39

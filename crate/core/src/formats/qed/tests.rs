@@ -154,3 +154,57 @@ proptest! {
         }
     }
 }
+
+/// A QED image in a sparse host file: data clusters written 4 KiB at a time, and a stretch
+/// of clusters allocated but never written (host holes). The walk splits each cluster where
+/// its host bytes turn to holes, as qemu-img map does, without stepping any finer for it;
+/// compare neither reads nor compares the holes.
+#[test]
+fn data_clusters_over_host_holes() {
+    use crate::io::SparseFile;
+    use crate::testutil::Counted;
+    use alloc::sync::Arc;
+    use core::cell::Cell;
+    let (cs, size) = (64u64 << 10, 64u64 << 40);
+    let mut w = Writer::new(cs, 4, size, None);
+    let mut model = SparseFile { size, chunks: Vec::new() };
+    for i in 0..64 {
+        w.write_bytes(i * cs, &[0xab; 4096]);
+        model.poke(i * cs, &[0xab; 4096]);
+    }
+    let unwritten = 1u64 << 30;
+    for i in 0..256 {
+        w.write_bytes(unwritten + i * cs, &[]);
+    }
+    let qed = Arc::new(Counted(SparseFile::decode(&SparseFile::encode(&w.file)).unwrap(), Cell::new(0)));
+    let chain = Chain::open("t.qed", qed.clone(), None, &Files::default()).unwrap();
+
+    let (steps, _) = crate::testutil::walk(&chain);
+    let per_step = crate::limits::MAP_WINDOW_RUNS * cs;
+    assert_eq!(steps, size / per_step, "steps of {} clusters, as QED's runs are; not of 4 KiB host blocks", crate::limits::MAP_WINDOW_RUNS);
+    let mut runs = Vec::new();
+    chain.for_each_entry(|e| Ok(runs.push((e.start, e.length, e.data, e.zero)))).unwrap();
+    let mut want = Vec::new();
+    for i in 0..64 {
+        want.extend([(i * cs, 4096, true, false), (i * cs + 4096, cs - 4096, true, true)]);
+    }
+    want.push((64 * cs, unwritten - 64 * cs, false, true));
+    want.push((unwritten, 256 * cs, true, true));
+    want.push((unwritten + 256 * cs, size - unwritten - 256 * cs, false, true));
+    assert_eq!(runs, want);
+
+    // Against a raw disk of the same bytes, and of one byte more in the unwritten clusters.
+    let raw = |m: SparseFile| Chain::open("m.raw", Arc::new(m), Some("raw"), &Files::default()).unwrap();
+    qed.1.set(0);
+    let same = crate::compare::compare(&chain, &raw(model.clone()), &mut |_, _| true).unwrap();
+    assert!(same.identical, "{:?}", same);
+    assert!(qed.1.get() < 1 << 20, "{} bytes read: the unwritten clusters' holes were read", qed.1.get());
+    // Nor compares them: a MiB chunk is skipped where both sides' runs there are host holes.
+    let runs = crate::compare::nonzero_runs(&chain, 0, size).unwrap();
+    let holes = |a: u64, b: u64| crate::compare::all_holes(&chain, &runs, a, b).unwrap();
+    assert!(holes(unwritten - (1 << 20), unwritten + (1 << 20)) && holes(unwritten + 255 * cs, unwritten + 257 * cs));
+    assert!(!holes(0, 1 << 20) && !holes(63 * cs + 4095, 64 << 20), "a stored byte in reach");
+    model.poke(unwritten + 100 * cs + 777, &[1]);
+    let differs = crate::compare::compare(&chain, &raw(model), &mut |_, _| true).unwrap();
+    assert_eq!(differs.mismatch_offset, Some(unwritten + 100 * cs + 512));
+}

@@ -3,7 +3,7 @@ use alloc::{boxed::Box, string::String, sync::Arc, vec, vec::Vec};
 
 use crate::error::Result;
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::ReadAt;
+use crate::io::{ReadAt, HOST_BLOCK};
 use crate::model::*;
 
 pub static DRIVER: Driver = Driver { name: "raw", probe: |_, _| false, open };
@@ -42,6 +42,13 @@ impl Image for Raw {
     fn run_granule(&self) -> u64 {
         self.info.virtual_size
     }
+    /// One run, unless the host reports holes: then a run per file-system block at most.
+    fn runs_end(&self, pos: u64, runs: u64) -> u64 {
+        match self.file.allocation(pos, self.info.virtual_size.saturating_sub(pos)) {
+            Some(_) => pos.saturating_add(runs.saturating_mul(HOST_BLOCK)),
+            None => u64::MAX,
+        }
+    }
 
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         let mut pos = start;
@@ -59,5 +66,31 @@ impl Image for Raw {
     }
     fn check(&self) -> Result<CheckResult> {
         Ok(CheckResult::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::chain::Chain;
+    use crate::io::{MemFile, SparseFile};
+    use crate::testutil::{assert_steps_hold_their_budget, walk, Files};
+    use alloc::{sync::Arc, vec};
+
+    /// A sparse raw file's runs are its host's data and holes, whole file-system blocks as a
+    /// host reports them: a step holds at most its budget of them, and a file whose holes
+    /// are unknown is one run in one step.
+    #[test]
+    fn a_step_holds_the_hosts_runs() {
+        let mut f = SparseFile { size: 1 << 20, chunks: vec![] };
+        for i in 0..64 {
+            f.poke(i * 12288 + (i % 2) * 4096, &[1; 4096]);
+        }
+        let open = |f: Arc<dyn crate::io::ReadAt>| Chain::open("d.raw", f, Some("raw"), &Files::default()).unwrap();
+        let sparse = open(Arc::new(f.clone()));
+        assert_steps_hold_their_budget("sparse raw", &sparse);
+        let (_, runs) = walk(&sparse);
+        assert_eq!(runs.len(), 2 * 64, "a data run and a hole after it per chunk");
+        let plain = open(Arc::new(MemFile(f.to_bytes())));
+        assert_eq!(walk(&plain), (1, vec![(0, 1 << 20, true)]));
     }
 }
