@@ -6,20 +6,26 @@
 /// 1). Past the table everything is one run. When the first block alone costs more, the
 /// step takes `runs` granules of `fine` bytes, as a walk that knows nothing would.
 pub fn by_blocks(pos: u64, block: u64, blocks: u64, fine: u64, runs: u64, cost: impl Fn(u64) -> u64) -> u64 {
-    let first = pos / block.max(1);
-    let mut left = runs;
-    let mut i = first;
-    loop {
-        if i >= blocks {
-            return u64::MAX;
-        }
+    match spend(pos, block, blocks, runs, cost) {
+        (i, _) if i >= blocks => u64::MAX,
+        (i, _) if i == pos / block.max(1) => pos.saturating_add(runs.saturating_mul(fine.max(1))),
+        (i, _) => i * block,
+    }
+}
+
+/// The blocks from the one holding `pos` that a budget of `runs` pays for: the first block
+/// it cannot pay for (`blocks` if it pays for all), and the runs left.
+pub fn spend(pos: u64, block: u64, blocks: u64, runs: u64, cost: impl Fn(u64) -> u64) -> (u64, u64) {
+    let (mut i, mut left) = (pos / block.max(1), runs);
+    while i < blocks {
         let c = cost(i).max(1);
         if c > left {
-            return if i == first { pos.saturating_add(runs.saturating_mul(fine.max(1))) } else { i * block };
+            break;
         }
         left -= c;
         i += 1;
     }
+    (i, left)
 }
 
 #[cfg(test)]

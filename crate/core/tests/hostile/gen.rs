@@ -193,3 +193,25 @@ pub fn vpc(entries: u32) -> (Vec<u8>, Vec<u8>) {
     f.resize(1536 + entries as usize * 4, 0xff);
     (f, footer)
 }
+
+/// A monolithic hosted sparse VMDK of 64 KiB grains whose directory (at sector 1) names
+/// `tables` grain tables, each 8 sectors past the one before: no two touch. Returns the
+/// bytes up to the end of the directory; the tables lie past it, in zeros.
+pub fn vmdk_scattered_tables(tables: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    put(&mut f, 0, b"KDMV");
+    le32(&mut f, 4, 1);
+    le32(&mut f, 8, 1); // newline detection, no redundant directory
+    le64(&mut f, 12, tables as u64 * 512 * 128);
+    le64(&mut f, 20, 128);
+    le32(&mut f, 44, 512);
+    le64(&mut f, 56, 1);
+    let first = 1 + (tables as u64 * 4).div_ceil(512);
+    le64(&mut f, 64, (first + 8 * tables as u64).next_multiple_of(128));
+    put(&mut f, 73, b"\n \r\n");
+    f.resize(512, 0);
+    for i in 0..tables as u64 {
+        f.extend_from_slice(&((first + 8 * i) as u32).to_le_bytes());
+    }
+    f
+}

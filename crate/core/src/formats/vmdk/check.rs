@@ -18,6 +18,10 @@ use crate::model::{CheckResult, Finding, Severity};
 const DECODE_BUDGET: u64 = 256 << 20;
 /// Grains remembered for the overlap check.
 const MAX_GRAINS_TRACKED: usize = (limits::MAX_TABLE_BYTES / 32) as usize;
+/// Metadata ranges kept apart for the overlap check (a quarter of the grains' 32 MiB: each
+/// holds 32 bytes). Tables next to each other are one range: qemu-img lays 4 GB of them out
+/// in two runs, but a hostile directory can name millions scattered over the file.
+const MAX_META_RANGES: usize = MAX_GRAINS_TRACKED / 4;
 
 /// createType values QEMU opens from a descriptor file (block/vmdk.c vmdk_open_desc_file).
 const QEMU_DESCRIPTOR_TYPES: [&str; 6] = ["monolithicFlat", "vmfs", "vmfsSparse", "seSparse", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"];
@@ -344,12 +348,14 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
         let mut j = i;
         let mut bytes = 0;
         while j < n && bytes < limits::SPAN_CACHE_BYTES as u64 / 2 {
-            if let Ok(Some(gt)) = s.gt_at(j) {
+            // Tables in host holes read as zeros unread (Sparse::read_gt).
+            let stored = |at: u64| !s.is_hole(f, at, s.gt_bytes());
+            if let Some(gt) = s.gt_at(j).ok().flatten().filter(|&gt| stored(gt)) {
                 ranges.push((gt, s.gt_bytes()));
                 bytes += s.gt_bytes();
             }
-            if let Some(r) = rgd.as_ref().and_then(|r| r.get(j as usize)).filter(|&&r| r != 0) {
-                ranges.push((*r as u64 * SECTOR, s.gt_bytes()));
+            if let Some(r) = rgd.as_ref().and_then(|r| r.get(j as usize)).map(|&r| r as u64 * SECTOR).filter(|&r| r != 0 && stored(r)) {
+                ranges.push((r, s.gt_bytes()));
                 bytes += s.gt_bytes();
             }
             j += 1;
@@ -374,7 +380,8 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
                 }
                 Ok(Some(gt)) => gt,
             };
-            meta.push((gt, s.gt_bytes(), "a grain table"));
+            note_table(c, fname, &mut meta, (gt, s.gt_bytes(), "a grain table"));
+            let hole = s.is_hole(f, gt, s.gt_bytes());
             let table = s.read_gt(f, gt, 0, s.gtes)?;
             if let Some(r) = &rgd {
                 let rs = r.get(i as usize).copied().unwrap_or(0) as u64 * SECTOR;
@@ -382,8 +389,8 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
                     c.add(Severity::Corruption, "redundant-directory-differs", fname, s.rgd_offset.unwrap_or(0).saturating_add(i * 4), 4, Some(e.start.saturating_add(g0)), || format!(
                         "the redundant grain directory has no usable copy of grain table {}", i));
                 } else {
-                    meta.push((rs, s.gt_bytes(), "a redundant grain table"));
-                    let copy = s.read_gt(f, rs, 0, s.gtes)?;
+                    note_table(c, fname, &mut meta, (rs, s.gt_bytes(), "a redundant grain table"));
+                    let copy = if hole && s.is_hole(f, rs, s.gt_bytes()) { Vec::new() } else { s.read_gt(f, rs, 0, s.gtes)? };
                     if let Some(k) = table.iter().zip(&copy).position(|(a, b)| a != b) {
                         let diff = table.iter().zip(&copy).filter(|(a, b)| a != b).count();
                         c.add(Severity::Corruption, "redundant-table-differs", fname, rs + k as u64 * 4, 4, Some(e.start.saturating_add(g0).saturating_add(k as u64 * s.grain)), || format!(
@@ -391,6 +398,9 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
                             i, gt, rs, diff, if diff == 1 { "y" } else { "ies" }, k, table[k], copy[k]));
                     }
                 }
+            }
+            if hole {
+                continue; // every entry 0: nothing allocated
             }
             let mut last = 0u64;
             for (k, &val) in table.iter().enumerate() {
@@ -465,6 +475,28 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
     }
     overlaps(c, fname, &mut meta, &mut grains);
     Ok(())
+}
+
+/// Keep a grain table's range for the overlap check: joined to the last range of its kind
+/// (a table or a redundant copy, which alternate) where it follows or repeats it, and past
+/// [`MAX_META_RANGES`] ranges not kept, once said.
+fn note_table(c: &mut Ctx, fname: &str, meta: &mut Vec<(u64, u64, &'static str)>, (at, len, what): (u64, u64, &'static str)) {
+    let n = meta.len();
+    if let Some(m) = meta[n.saturating_sub(2)..].iter_mut().rev().find(|m| m.2 == what) {
+        let end = m.0.saturating_add(m.1);
+        if m.0 <= at && at <= end {
+            m.1 = end.max(at.saturating_add(len)) - m.0;
+            return;
+        }
+    }
+    if n > MAX_META_RANGES {
+        return;
+    }
+    if n == MAX_META_RANGES {
+        c.add(Severity::Info, "overlap-check-limit", fname, at, 0, None, || format!(
+            "more than {} separate grain-table ranges: grains are not checked against the tables past this one", MAX_META_RANGES));
+    }
+    meta.push((at, len, what));
 }
 
 /// Grains that overlap metadata, and grains that overlap each other.

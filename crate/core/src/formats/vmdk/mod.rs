@@ -12,6 +12,7 @@ use crate::image::{Driver, Image, OpenCtx};
 use crate::io::{read_clipped, CachedFile, ReadAt};
 use crate::limits;
 use crate::model::*;
+use crate::formats::walk;
 
 mod check;
 mod descriptor;
@@ -483,6 +484,44 @@ impl Image for Vmdk {
             i += 1;
         }
         Ok(())
+    }
+
+    /// Each extent is one run but a sparse one, whose grain tables are a run each where
+    /// absent or a host hole and a run per grain elsewhere: a 60 TiB disk qemu-img made, its
+    /// 4 GB of tables all holes, once took 245,760 steps of 256 MiB (16.6 s).
+    fn runs_end(&self, pos: u64, runs: u64) -> u64 {
+        // Runs left to spend (at least one at the top of the loop) and where the next start.
+        let mut left = runs.max(1);
+        let mut i = self.extents.partition_point(|e| e.start + e.length <= pos);
+        let mut at = pos;
+        while let Some(e) = self.extents.get(i) {
+            let end = e.start + e.length;
+            let mut cost = 1;
+            if let ExtKind::Sparse(s) = &e.kind {
+                let f = self.files[s.file as usize].as_ref().expect("a sparse extent's file is open");
+                let (cover, rel) = (s.gt_cover().max(1), at - e.start);
+                let tables = e.length.div_ceil(cover);
+                let listed = tables.min(s.gd.len() as u64);
+                let (k, rest) = walk::spend(rel, cover, listed, left, |g| s.gt_runs(&**f, g));
+                if k < listed {
+                    // The budget ends inside this extent: at a table, or within the first.
+                    let grains = at.saturating_add(left.saturating_mul(s.grain.max(1))).min(end);
+                    return if k == rel / cover { grains } else { e.start + k * cover };
+                }
+                // Tables past the directory's end map as one invalid run.
+                if rest == 0 && listed < tables {
+                    return e.start + listed * cover;
+                }
+                (left, cost) = (rest, u64::from(listed < tables));
+            }
+            left -= cost;
+            if left == 0 {
+                return end;
+            }
+            at = end;
+            i += 1;
+        }
+        u64::MAX
     }
 
     fn file(&self, index: u16) -> Option<&Arc<dyn ReadAt>> {

@@ -4,6 +4,7 @@
 //! tables (GT), whose 32-bit entries (GTE) are sector numbers of grains. Validity rules are
 //! QEMU's (block/vmdk.c), so what QEMU refuses is refused and what it reads is read.
 use alloc::{format, string::String, vec, vec::Vec};
+use core::cell::Cell;
 
 use crate::codec::{self, Codec, Fill};
 use crate::error::{Error, Result};
@@ -96,6 +97,11 @@ pub struct Sparse {
     pub zero_grain: bool,
     pub unclean: bool,
     pub file_size: u64,
+    /// The last two host holes found where grain tables lie: a disk qemu-img made and
+    /// nobody wrote has its tables in two (the directory's and the redundant directory's,
+    /// 4 GB for 60 TiB, which check visits in turn), and asking the host once per table
+    /// cost two system calls each.
+    holes: Cell<[(u64, u64); 2]>,
 }
 
 /// One grain table entry as the map sees it.
@@ -209,6 +215,7 @@ impl Sparse {
             zero_grain: flags & FLAG_ZERO_GRAIN != 0,
             unclean: h[72] != 0,
             file_size,
+            holes: Cell::new([(0, 0); 2]),
         };
         if compressed && s.grain > limits::MAX_TABLE_BYTES {
             return Err(Error::Limit { what: "compressed grain size", needed: s.grain, limit: limits::MAX_TABLE_BYTES });
@@ -251,6 +258,7 @@ impl Sparse {
             zero_grain: false,
             unclean: le32(&h, 1648) != 0,
             file_size,
+            holes: Cell::new([(0, 0); 2]),
             raw: h,
             footer: None,
         };
@@ -309,11 +317,39 @@ impl Sparse {
         }
     }
 
+    /// Whether file bytes `[at, at+len)` are a hole in the host file: grain-table bytes there
+    /// read as zeros (every grain unallocated) without reading them.
+    pub fn is_hole(&self, file: &dyn ReadAt, at: u64, len: u64) -> bool {
+        let holes = self.holes.get();
+        if holes.iter().any(|&(a, b)| a <= at && at.saturating_add(len) <= b) {
+            return true;
+        }
+        match file.allocation(at, file.size().saturating_sub(at)) {
+            Some((false, n)) => {
+                self.holes.set([(at, at.saturating_add(n)), holes[0]]);
+                n >= len
+            }
+            _ => false,
+        }
+    }
+
     /// Read entries `[first, first+count)` of the grain table at `gt` (inside the file).
     pub fn read_gt(&self, file: &dyn ReadAt, gt: u64, first: u64, count: u64) -> Result<Vec<u32>> {
         let mut buf = table_buf("grain table", count * 4)?;
+        if self.is_hole(file, gt + first * 4, count * 4) {
+            return Ok(vec![0; count as usize]);
+        }
         crate::io::read_exact_at(file, gt + first * 4, &mut buf, "grain table")?;
         Ok(buf.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    /// Runs grain table `i` can yield in a map: one where it is absent, outside the file or a
+    /// host hole (every grain unallocated), else one per grain.
+    pub fn gt_runs(&self, file: &dyn ReadAt, i: u64) -> u64 {
+        match self.gt_at(i) {
+            Ok(Some(gt)) if !self.is_hole(file, gt, self.gt_bytes()) => self.gtes,
+            _ => 1,
+        }
     }
 
     /// Tell the cache which grain-table bytes `[pos, end)` (extent-relative) needs, up to
@@ -324,7 +360,7 @@ impl Sparse {
         let mut bytes = 0;
         let mut i = pos / cover;
         while i * cover < end {
-            if let Ok(Some(gt)) = self.gt_at(i) {
+            if let Some(gt) = self.gt_at(i).ok().flatten().filter(|&gt| !self.is_hole(file, gt, self.gt_bytes())) {
                 let a = pos.max(i * cover) - i * cover;
                 let b = end.min((i + 1) * cover) - i * cover;
                 let (ea, eb) = (a / self.grain * 4, b.div_ceil(self.grain) * 4);
@@ -352,7 +388,11 @@ impl Sparse {
             let i = pos / cover;
             let span_end = end.min((i + 1) * cover);
             match self.gt_at(i) {
+                // Absent, or in a host hole (every entry 0): all of it unallocated.
                 Ok(None) => Extent::push(out, Extent { start: base + pos, length: span_end - pos, kind: Kind::Unallocated }),
+                Ok(Some(gt)) if self.is_hole(file, gt, self.gt_bytes()) => {
+                    Extent::push(out, Extent { start: base + pos, length: span_end - pos, kind: Kind::Unallocated })
+                }
                 Err(entry) => Extent::push(out, Extent { start: base + pos, length: span_end - pos, kind: Kind::Invalid { entry } }),
                 Ok(Some(gt)) => {
                     let first = (pos - i * cover) / self.grain;
@@ -442,12 +482,10 @@ impl Sparse {
 /// end read as 0 (QEMU's reads past the end return zeros). Returns the table and how many
 /// entries were inside the file.
 fn read_dir(file: &dyn ReadAt, offset: u64, entries: u64, what: &'static str) -> Result<(Vec<u32>, u64)> {
-    let mut buf = table_buf(what, entries * 4)?;
     let stored = if offset == GD_AT_END { 0 } else { file.size().saturating_sub(offset).min(entries * 4) / 4 };
-    if stored > 0 {
-        read_clipped(file, offset, &mut buf[..stored as usize * 4])?;
-    }
-    Ok((buf.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), stored))
+    // A MiB at a time: a directory at the table limit held as bytes and as entries was 64 MiB.
+    let gd = crate::io::read_entries(file, what, offset, entries, 4, false, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))?;
+    Ok((gd, stored))
 }
 
 /// Read the directory at `offset` (the redundant GD, for check).

@@ -95,6 +95,7 @@ fn monolithic_sparse_reads_as_the_model_and_maps_to_its_grains() {
             }
         }
         assert_eq!(pos, capacity);
+        crate::testutil::assert_steps_hold_their_budget("monolithic sparse", &c);
         let r = c.top().check().unwrap();
         assert_eq!(r.exit_code(), 0, "{:?}", r.findings);
         assert!(r.findings.iter().all(|f| f.severity <= Severity::Info), "{:?}", r.findings);
@@ -225,6 +226,7 @@ fn a_zero_extent_reads_as_zeros_between_flat_extents() {
         (1 << 20, 2 << 20, Kind::Zero),
         (3 << 20, 1 << 20, Kind::Data { file: 1, offset: 1 << 20 }),
     ]);
+    crate::testutil::assert_steps_hold_their_budget("flat, zero, flat", &c);
     let info = c.top().info();
     assert_eq!(info.companions.len(), 1, "one file named twice is one companion");
     assert_eq!(info.companions[0].offset, d.find("a.raw").unwrap() as u64);
@@ -240,6 +242,40 @@ fn a_zero_extent_reads_as_zeros_between_flat_extents() {
         Part::Zero { length: 2 << 20 },
         Part::File { layer: 0, file: 1, offset: 1 << 20, length: 1 << 20 },
     ]);
+}
+
+/// A 256 GiB monolithicSparse disk as qemu-img makes it: every grain table allocated, and
+/// all but two of them host holes in a sparse file. A walk crosses the holes' tables as one
+/// run each and reads none of them (32 MiB of zeros); so does check.
+#[test]
+fn grain_tables_in_host_holes_are_one_run_and_not_read() {
+    use crate::io::SparseFile;
+    use crate::testutil::Counted;
+    use alloc::sync::Arc;
+    use core::cell::Cell;
+    let capacity = 256u64 << 30;
+    let d = descriptor(7, 0xffff_ffff, "monolithicSparse", None, &[format!("RW {} SPARSE \"big.vmdk\"", capacity / S)]);
+    let mut w = SparseWriter::new(capacity, 128, false, false, &d);
+    let tables = w.gd - w.rgd;
+    w.write_grain(3 << 20, &[5; 65536]);
+    w.write_grain(200 << 30, &[6; 65536]);
+    let file = Arc::new(Counted(SparseFile::decode(&SparseFile::encode(&w.file)).unwrap(), Cell::new(0)));
+    let c = Chain::open("big.vmdk", file.clone(), None, &Files::default()).unwrap();
+    file.1.set(0);
+    let (steps, runs) = crate::testutil::walk(&c);
+    assert_eq!(steps, 1, "8,192 tables, all but two one run each, fit one step of {} runs", crate::limits::MAP_WINDOW_RUNS);
+    assert_eq!(runs, vec![
+        (0, 3 << 20, false),
+        (3 << 20, 65536, true),
+        ((3 << 20) + 65536, (200 << 30) - (3 << 20) - 65536, false),
+        (200 << 30, 65536, true),
+        ((200 << 30) + 65536, capacity - (200 << 30) - 65536, false),
+    ]);
+    assert!(file.1.get() < tables / 16, "the walk read {} bytes; the tables are {}", file.1.get(), tables);
+    file.1.set(0);
+    let r = c.top().check().unwrap();
+    assert_eq!((r.exit_code(), r.allocated_clusters), (0, 2), "{:?}", r.findings);
+    assert!(file.1.get() < tables / 16, "check read {} bytes; the tables are {}", file.1.get(), tables);
 }
 
 /// twoGbMaxExtentSparse in miniature: a descriptor over two sparse extent files; when one
@@ -262,6 +298,7 @@ fn split_sparse_extents_and_a_missing_one() {
     assert!(got[(1 << 20) + 4096..].iter().all(|&x| x == 0));
     let e = entries(&c);
     assert!(e.iter().any(|e| e.start == 1 << 20 && e.data && e.file == 2 && e.offset == Some(b.file.len() as u64 - 65536)));
+    crate::testutil::assert_steps_hold_their_budget("two sparse extents", &c);
     let fields = c.top().header_fields();
     assert!(fields.iter().any(|f| f.name == "t-s002.vmdk: capacity"));
     let r = c.top().check().unwrap();
@@ -286,6 +323,7 @@ fn split_sparse_extents_and_a_missing_one() {
     assert_eq!(c.virtual_size(), 2 << 20);
     let e = entries(&c);
     assert!(e.iter().any(|e| e.start == 1 << 20 && e.missing && e.present));
+    crate::testutil::assert_steps_hold_their_budget("a sparse extent and a missing one", &c);
     let err = c.read(1 << 20, &mut [0u8; 512]).unwrap_err();
     assert!(matches!(&err, crate::Error::MissingFile { name, .. } if name == "t-s002.vmdk"), "{:?}", err);
     assert!(format!("{}", err).contains("t-s002.vmdk"));
