@@ -395,8 +395,9 @@ impl Image for Vpc {
 
     fn runs_end(&self, pos: u64, runs: u64) -> u64 {
         if self.variant == Variant::Fixed {
-            // One run, but split wherever the host file has a hole: sectors' worth.
-            return pos.saturating_add(runs.saturating_mul(512));
+            // The file's bytes, then (for a file shorter than its disk) one invalid run.
+            let data_end = self.file.size().saturating_sub(FOOTER_BYTES as u64);
+            return if runs >= 2 || pos >= data_end { u64::MAX } else { data_end };
         }
         // An unallocated block is one run; an allocated one up to a run per sector.
         let sectors = self.block / 512;

@@ -73,6 +73,27 @@ fn fixed_disks_are_probed_by_their_footer_at_the_end() {
     assert_eq!(c.top().check().unwrap().corruptions, 0);
 }
 
+/// A 64 GiB fixed disk in a sparse host file: one run of the file's bytes, split where the
+/// host has holes as the walk goes, in one step (by sectors, 256).
+#[test]
+fn a_sparse_fixed_disk_is_one_step() {
+    use crate::io::SparseFile;
+    use alloc::sync::Arc;
+    let size = 64u64 << 30;
+    let mut f = SparseFile { size: size + 512, chunks: Vec::new() };
+    f.poke(1 << 30, &[7; 8192]);
+    f.poke(size, &footer(size, 2, u64::MAX, [3; 16], b"win "));
+    let c = Chain::open("f.vhd", Arc::new(f), None, &Files::default()).unwrap();
+    assert_eq!(c.top().info().variant, "VHD fixed");
+    crate::testutil::assert_steps_hold_their_budget("sparse fixed VHD", &c);
+    let (steps, runs) = crate::testutil::walk(&c);
+    assert_eq!(steps, 1);
+    assert_eq!(runs, vec![(0, 1 << 30, true), (1 << 30, 8192, true), ((1 << 30) + 8192, size - (1 << 30) - 8192, true)]);
+    let mut zero = Vec::new();
+    c.for_each_entry(|e| Ok(zero.push(e.zero))).unwrap();
+    assert_eq!(zero, [true, false, true], "holes read as zeros, as qemu-img map says");
+}
+
 #[test]
 fn a_footer_that_does_not_describe_the_file_is_not_a_fixed_vhd() {
     // A QED image whose last sector happens to be a VHD footer (a VHD file in its data):
