@@ -568,10 +568,19 @@ struct Lookup {
 pub fn lookup(start: f64, length: f64, limit: u32, layer: Option<u32>) -> Result<JsValue, JsValue> {
     with_session(|session| {
         let s = &session.map_chain(layer)?;
-        let mut out: Vec<MapEntry> = Vec::new();
-        s.map(start.max(0.0) as u64, length.max(0.0) as u64, &mut out).map_err(js_error)?;
-        let limit = (limit.max(1) as usize).min(out.len());
-        let entries = out[..limit]
+        // Walked, not mapped whole: a cell of a petabyte disk can hold millions of runs.
+        let (start, limit) = (start.max(0.0) as u64, limit.max(1) as usize);
+        let (mut out, mut more): (Vec<MapEntry>, usize) = (Vec::new(), 0);
+        s.for_each_entry_in(start, start.saturating_add(length.max(0.0) as u64), |e| {
+            if out.len() < limit {
+                out.push(*e);
+            } else {
+                more += 1;
+            }
+            Ok(())
+        })
+        .map_err(js_error)?;
+        let entries = out
             .iter()
             .map(|e| Where {
                 start: e.start,
@@ -588,7 +597,7 @@ pub fn lookup(start: f64, length: f64, limit: u32, layer: Option<u32>) -> Result
                 missing: e.missing,
             })
             .collect();
-        ok_js(&Lookup { entries, more: out.len() - limit })
+        ok_js(&Lookup { entries, more })
     })
 }
 
