@@ -125,7 +125,8 @@ for t in "${targets[@]}"; do
     "$bin/$t" "${limits[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" "$corpus" "${extra[@]}" >"$work/log-$t" 2>&1 || true
     # The last status line carries libFuzzer's coverage figures (cov: edges, ft: features).
-    last=$(grep -E '^#[0-9]+' "$work/log-$t" | tail -1 | sed -E 's/ +/ /g')
+    # (None when the target stopped while loading its corpus: a timeout there, say.)
+    last=$(grep -E '^#[0-9]+' "$work/log-$t" | tail -1 | sed -E 's/ +/ /g' || true)
     # Where the kept corpus started (a long run's plateau shows as little between the two).
     first=$(sed -nE 's/^#[0-9]+[[:space:]]+INITED cov: ([0-9]+) ft: ([0-9]+).*/\1 \2/p' "$work/log-$t" | head -1)
     [ "$mode" = ci ] || printf 'fuzz: %-14s corpus started at cov/ft %s\n' "$t" "${first:-?}"

@@ -11,9 +11,6 @@ use core::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::limits;
 
-/// The finest hole a host file system reports (ext4, XFS and tmpfs: 4 KiB).
-pub const HOST_BLOCK: u64 = 4096;
-
 /// A file that can be read at any offset.
 pub trait ReadAt {
     /// Length of the file in bytes.
@@ -446,18 +443,26 @@ impl ReadAt for SparseFile {
         }
         Ok(())
     }
-    /// Its chunks are data and the rest are holes, as a sparse host file reports them: a
-    /// header claiming terabytes in a fuzz input then costs what it would natively.
+    /// Its chunks are data and the rest are holes, in whole 4 KiB blocks, as a sparse host
+    /// file reports them: a header claiming terabytes in a fuzz input then costs what it
+    /// would natively, and no more (byte-sized holes split one run into thousands).
     fn allocation(&self, offset: u64, len: u64) -> Option<(bool, u64)> {
+        const BLOCK: u64 = 4096;
+        if offset >= self.size {
+            return Some((false, len)); // as SEEK_DATA says past the end: a hole
+        }
         let end = offset.saturating_add(len).min(self.size);
         let mut next = end;
         for (at, bytes) in &self.chunks {
-            let stop = at.saturating_add(bytes.len() as u64);
-            if *at <= offset && offset < stop {
-                return Some((true, stop.min(end).saturating_sub(offset)));
+            let (a, b) = (at / BLOCK * BLOCK, at.saturating_add(bytes.len() as u64).saturating_add(BLOCK - 1) / BLOCK * BLOCK);
+            if bytes.is_empty() {
+                continue;
             }
-            if *at > offset {
-                next = next.min(*at);
+            if a <= offset && offset < b {
+                return Some((true, b.min(end).saturating_sub(offset)));
+            }
+            if a > offset {
+                next = next.min(a);
             }
         }
         Some((false, next.saturating_sub(offset)))
@@ -486,6 +491,10 @@ mod tests {
         f.read_at(199_500, &mut buf).unwrap();
         assert_eq!(buf[..], bytes[199_500..200_500]);
         assert!(matches!(f.read_at(299_500, &mut buf), Err(Error::PastEnd { offset: 299_500, .. })));
+        // Its holes, in whole 4 KiB blocks as a host has them; past its end, all hole.
+        assert_eq!(f.allocation(0, 1 << 20), Some((true, 4096)), "the block of byte 5");
+        assert_eq!(f.allocation(5000, 1 << 20), Some((false, 196_608 - 5000)));
+        assert_eq!(f.allocation(300_000, 1 << 40), Some((false, 1 << 40)));
         // Not the form; the form cut anywhere, or claiming a size near 2^64: a file or None.
         assert!(SparseFile::decode(b"QFI\xfb").is_none());
         for cut in 0..40 {

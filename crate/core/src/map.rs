@@ -169,10 +169,10 @@ impl Chain {
         };
         let mut done = 0;
         while done < e.length {
-            let (is_data, n) = file
-                .allocation(offset + done, e.length - done)
-                .map(|(d, n)| (d, n.clamp(1, e.length - done)))
-                .unwrap_or((true, e.length - done));
+            // A host that answers with nothing (past its end, say) has said all it can: one
+            // piece for the rest, not a byte at a time.
+            let left = e.length - done;
+            let (is_data, n) = file.allocation(offset + done, left).map(|(d, n)| (d, if n == 0 { left } else { n.min(left) })).unwrap_or((true, left));
             let mut part = *e;
             part.start = e.start + done;
             part.length = n;
