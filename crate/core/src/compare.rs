@@ -35,7 +35,7 @@ pub(crate) fn all_holes(c: &Chain, runs: &[MapEntry], at: u64, end: u64) -> Resu
         let (a, b) = (e.start.max(at), (e.start + e.length).min(end));
         let part = MapEntry { start: a, length: b - a, offset: e.offset.map(|o| o + (a - e.start)), ..*e };
         let mut stored = !part.data || part.offset.is_none();
-        c.host_pieces(&part, &mut |p| {
+        c.host_pieces(&part, |p| {
             stored |= !p.zero;
             Ok(())
         })?;

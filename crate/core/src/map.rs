@@ -92,7 +92,7 @@ impl Chain {
         let mut runs = Vec::new();
         self.layer_runs(start, len, &mut runs)?;
         for e in &runs {
-            self.host_pieces(e, &mut |p| {
+            self.host_pieces(e, |p| {
                 push(out, p);
                 Ok(())
             })?;
@@ -162,7 +162,7 @@ impl Chain {
 
     /// `e` in pieces where its host bytes change between data and holes: a hole reads as
     /// zeros, and QEMU says so. Runs that are not stored data pass through whole.
-    pub fn host_pieces(&self, e: &MapEntry, emit: &mut dyn FnMut(MapEntry) -> Result<()>) -> Result<()> {
+    pub fn host_pieces(&self, e: &MapEntry, mut emit: impl FnMut(MapEntry) -> Result<()>) -> Result<()> {
         let file = self.layers.get(e.depth as usize).and_then(|l| l.image.file(e.file));
         let (Some(file), Some(offset), true, false) = (file, e.offset, e.data, e.computed) else {
             return emit(*e);
@@ -218,7 +218,7 @@ impl Chain {
             buf.clear();
             self.layer_runs(pos, len, &mut buf)?;
             for e in &buf {
-                self.host_pieces(e, &mut |e| {
+                self.host_pieces(e, |e| {
                     match pending.as_mut() {
                         Some(p) if p.continues(&e) => p.length += e.length,
                         _ => {
