@@ -18,12 +18,17 @@ pub struct Comparison {
 
 const CHUNK: u64 = 1 << 20;
 
+/// Whether reading `e` may give non-zero bytes (or an error to report).
+fn may_differ(e: &MapEntry) -> bool {
+    !e.zero || e.invalid.is_some() || e.missing
+}
+
 /// Runs of `c` in `[start, end)` that may hold non-zero bytes, as its layers' tables say
 /// (host holes inside them are found per chunk, by [`all_holes`]).
 pub(crate) fn nonzero_runs(c: &Chain, start: u64, end: u64) -> Result<Vec<MapEntry>> {
     let mut entries = Vec::new();
     c.layer_runs(start, end - start, &mut entries)?;
-    entries.retain(|e| !e.zero || e.invalid.is_some() || e.missing);
+    entries.retain(may_differ);
     Ok(entries)
 }
 
@@ -34,9 +39,9 @@ pub(crate) fn all_holes(c: &Chain, runs: &[MapEntry], at: u64, end: u64) -> Resu
     for e in runs[first..].iter().take_while(|e| e.start < end) {
         let (a, b) = (e.start.max(at), (e.start + e.length).min(end));
         let part = MapEntry { start: a, length: b - a, offset: e.offset.map(|o| o + (a - e.start)), ..*e };
-        let mut stored = !part.data || part.offset.is_none();
+        let mut stored = false;
         c.host_pieces(&part, |p| {
-            stored |= !p.zero;
+            stored |= may_differ(&p);
             Ok(())
         })?;
         if stored {

@@ -453,11 +453,8 @@ impl ReadAt for SparseFile {
         }
         let end = offset.saturating_add(len).min(self.size);
         let mut next = end;
-        for (at, bytes) in &self.chunks {
+        for (at, bytes) in self.chunks.iter().filter(|(_, b)| !b.is_empty()) {
             let (a, b) = (at / BLOCK * BLOCK, at.saturating_add(bytes.len() as u64).saturating_add(BLOCK - 1) / BLOCK * BLOCK);
-            if bytes.is_empty() {
-                continue;
-            }
             if a <= offset && offset < b {
                 return Some((true, b.min(end).saturating_sub(offset)));
             }

@@ -348,13 +348,12 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
         let mut j = i;
         let mut bytes = 0;
         while j < n && bytes < limits::SPAN_CACHE_BYTES as u64 / 2 {
-            // Tables in host holes read as zeros unread (Sparse::read_gt).
-            let stored = |at: u64| !s.is_hole(f, at, s.gt_bytes());
-            if let Some(gt) = s.gt_at(j).ok().flatten().filter(|&gt| stored(gt)) {
+            // Tables in host holes read as zeros unread.
+            if let Ok(Some(gt)) = s.stored_gt_at(f, j) {
                 ranges.push((gt, s.gt_bytes()));
                 bytes += s.gt_bytes();
             }
-            if let Some(r) = rgd.as_ref().and_then(|r| r.get(j as usize)).map(|&r| r as u64 * SECTOR).filter(|&r| r != 0 && stored(r)) {
+            if let Some(r) = rgd.as_ref().and_then(|r| r.get(j as usize)).map(|&r| r as u64 * SECTOR).filter(|&r| r != 0 && !s.is_hole(f, r, s.gt_bytes())) {
                 ranges.push((r, s.gt_bytes()));
                 bytes += s.gt_bytes();
             }
@@ -382,7 +381,7 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
             };
             note_table(c, fname, &mut meta, (gt, s.gt_bytes(), "a grain table"));
             let hole = s.is_hole(f, gt, s.gt_bytes());
-            let table = s.read_gt(f, gt, 0, s.gtes)?;
+            let table = if hole { vec![0; s.gtes as usize] } else { s.read_gt(f, gt, 0, s.gtes)? };
             if let Some(r) = &rgd {
                 let rs = r.get(i as usize).copied().unwrap_or(0) as u64 * SECTOR;
                 if rs == 0 || rs + s.gt_bytes() > s.file_size {
@@ -390,7 +389,12 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
                         "the redundant grain directory has no usable copy of grain table {}", i));
                 } else {
                     note_table(c, fname, &mut meta, (rs, s.gt_bytes(), "a redundant grain table"));
-                    let copy = if hole && s.is_hole(f, rs, s.gt_bytes()) { Vec::new() } else { s.read_gt(f, rs, 0, s.gtes)? };
+                    // A copy in a host hole is zeros; with the table in one too, equal.
+                    let copy = match (hole, s.is_hole(f, rs, s.gt_bytes())) {
+                        (true, true) => Vec::new(),
+                        (false, true) => vec![0; s.gtes as usize],
+                        (_, false) => s.read_gt(f, rs, 0, s.gtes)?,
+                    };
                     if let Some(k) = table.iter().zip(&copy).position(|(a, b)| a != b) {
                         let diff = table.iter().zip(&copy).filter(|(a, b)| a != b).count();
                         c.add(Severity::Corruption, "redundant-table-differs", fname, rs + k as u64 * 4, 4, Some(e.start.saturating_add(g0).saturating_add(k as u64 * s.grain)), || format!(

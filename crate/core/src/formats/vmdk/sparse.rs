@@ -97,11 +97,12 @@ pub struct Sparse {
     pub zero_grain: bool,
     pub unclean: bool,
     pub file_size: u64,
-    /// The last two host holes found where grain tables lie: a disk qemu-img made and
-    /// nobody wrote has its tables in two (the directory's and the redundant directory's,
-    /// 4 GB for 60 TiB, which check visits in turn), and asking the host once per table
-    /// cost two system calls each.
-    holes: Cell<[(u64, u64); 2]>,
+    /// The host's last two answers where grain tables lie (start, end, whether a hole): a
+    /// disk qemu-img made and nobody wrote has its tables in two holes (the directory's and
+    /// the redundant directory's, 4 GB for 60 TiB, which check visits in turn), and a walk
+    /// asks of each table twice (prefetch, then map); asking the host every time cost two
+    /// system calls each.
+    known: Cell<[(u64, u64, bool); 2]>,
 }
 
 /// One grain table entry as the map sees it.
@@ -215,7 +216,7 @@ impl Sparse {
             zero_grain: flags & FLAG_ZERO_GRAIN != 0,
             unclean: h[72] != 0,
             file_size,
-            holes: Cell::new([(0, 0); 2]),
+            known: Cell::new([(0, 0, false); 2]),
         };
         if compressed && s.grain > limits::MAX_TABLE_BYTES {
             return Err(Error::Limit { what: "compressed grain size", needed: s.grain, limit: limits::MAX_TABLE_BYTES });
@@ -258,7 +259,7 @@ impl Sparse {
             zero_grain: false,
             unclean: le32(&h, 1648) != 0,
             file_size,
-            holes: Cell::new([(0, 0); 2]),
+            known: Cell::new([(0, 0, false); 2]),
             raw: h,
             footer: None,
         };
@@ -320,25 +321,27 @@ impl Sparse {
     /// Whether file bytes `[at, at+len)` are a hole in the host file: grain-table bytes there
     /// read as zeros (every grain unallocated) without reading them.
     pub fn is_hole(&self, file: &dyn ReadAt, at: u64, len: u64) -> bool {
-        let holes = self.holes.get();
-        if holes.iter().any(|&(a, b)| a <= at && at.saturating_add(len) <= b) {
-            return true;
+        let known = self.known.get();
+        if let Some(&(_, _, hole)) = known.iter().find(|&&(a, b, _)| a <= at && at.saturating_add(len) <= b) {
+            return hole;
         }
         match file.allocation(at, file.size().saturating_sub(at)) {
-            Some((false, n)) => {
-                self.holes.set([(at, at.saturating_add(n)), holes[0]]);
-                n >= len
+            Some((data, n)) => {
+                self.known.set([(at, at.saturating_add(n), !data), known[0]]);
+                !data && n >= len
             }
-            _ => false,
+            None => false,
         }
+    }
+
+    /// [`Sparse::gt_at`], with a table in a host hole (every entry 0) as no table.
+    pub fn stored_gt_at(&self, file: &dyn ReadAt, i: u64) -> core::result::Result<Option<u64>, u64> {
+        Ok(self.gt_at(i)?.filter(|&gt| !self.is_hole(file, gt, self.gt_bytes())))
     }
 
     /// Read entries `[first, first+count)` of the grain table at `gt` (inside the file).
     pub fn read_gt(&self, file: &dyn ReadAt, gt: u64, first: u64, count: u64) -> Result<Vec<u32>> {
         let mut buf = table_buf("grain table", count * 4)?;
-        if self.is_hole(file, gt + first * 4, count * 4) {
-            return Ok(vec![0; count as usize]);
-        }
         crate::io::read_exact_at(file, gt + first * 4, &mut buf, "grain table")?;
         Ok(buf.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
@@ -346,8 +349,8 @@ impl Sparse {
     /// Runs grain table `i` can yield in a map: one where it is absent, outside the file or a
     /// host hole (every grain unallocated), else one per grain.
     pub fn gt_runs(&self, file: &dyn ReadAt, i: u64) -> u64 {
-        match self.gt_at(i) {
-            Ok(Some(gt)) if !self.is_hole(file, gt, self.gt_bytes()) => self.gtes,
+        match self.stored_gt_at(file, i) {
+            Ok(Some(_)) => self.gtes,
             _ => 1,
         }
     }
@@ -360,7 +363,7 @@ impl Sparse {
         let mut bytes = 0;
         let mut i = pos / cover;
         while i * cover < end {
-            if let Some(gt) = self.gt_at(i).ok().flatten().filter(|&gt| !self.is_hole(file, gt, self.gt_bytes())) {
+            if let Ok(Some(gt)) = self.stored_gt_at(file, i) {
                 let a = pos.max(i * cover) - i * cover;
                 let b = end.min((i + 1) * cover) - i * cover;
                 let (ea, eb) = (a / self.grain * 4, b.div_ceil(self.grain) * 4);
@@ -387,12 +390,9 @@ impl Sparse {
             }
             let i = pos / cover;
             let span_end = end.min((i + 1) * cover);
-            match self.gt_at(i) {
+            match self.stored_gt_at(file, i) {
                 // Absent, or in a host hole (every entry 0): all of it unallocated.
                 Ok(None) => Extent::push(out, Extent { start: base + pos, length: span_end - pos, kind: Kind::Unallocated }),
-                Ok(Some(gt)) if self.is_hole(file, gt, self.gt_bytes()) => {
-                    Extent::push(out, Extent { start: base + pos, length: span_end - pos, kind: Kind::Unallocated })
-                }
                 Err(entry) => Extent::push(out, Extent { start: base + pos, length: span_end - pos, kind: Kind::Invalid { entry } }),
                 Ok(Some(gt)) => {
                     let first = (pos - i * cover) / self.grain;
