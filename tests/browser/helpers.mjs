@@ -88,13 +88,23 @@ export async function shot(p, name, opts = {}) {
   await p.screenshot({ path: join(outDir, `${name}.png`), fullPage: true, ...opts });
 }
 
+/** A whole-pixel point at the middle of the map cell holding guest byte `g` (it must be on
+ * show), in page coordinates. Whole pixels: the pointer's events come in whole pixels, so
+ * the middle of a 1-pixel cell at a fractional offset would land outside it. */
+export async function cellPoint(p, g) {
+  const d = await p.$eval('#map', (c) => ({ ...c.dataset }));
+  const i = Math.floor((g - Number(d.start)) / Number(d.cellBytes));
+  if (!(i >= 0 && i < Number(d.cells))) throw new Error(`guest ${g} is not in the window ${JSON.stringify(d)}`);
+  const box = await p.locator('#map').boundingBox();
+  const px = Number(d.cellPx);
+  const mid = (edge) => Math.ceil(edge + (px - 1) / 2);
+  return { x: mid(box.x + (i % d.cols) * px), y: mid(box.y + Math.floor(i / d.cols) * px) };
+}
+
 /** Move the mouse onto the map cell that holds guest byte `offset`. */
 export async function hoverGuest(p, offset) {
-  const { cols, cellPx, cellBytes } = await p.$eval('#map', (c) => ({ ...c.dataset }));
-  const cell = Math.floor(offset / Number(cellBytes));
-  const box = await p.locator('#map').boundingBox();
-  const px = Number(cellPx);
-  await p.mouse.move(box.x + (cell % cols) * px + px / 2, box.y + Math.floor(cell / cols) * px + px / 2);
+  const { x, y } = await cellPoint(p, offset);
+  await p.mouse.move(x, y);
 }
 
 /** The page's error box, once it shows: its title, message and hint. */

@@ -2,12 +2,13 @@
 // a cell; zooming in (button, wheel, keys) asks the worker for the window alone at one
 // cluster a cell; dragging and paging pan it; the keyboard cursor and a click give the
 // cluster's host offset as qemu-img map gives it, and the details box asks the hex view for
-// those bytes; a finding's guest range is pointed at; one layer can be shown alone.
+// those bytes; a finding's guest range is pointed at; one layer can be shown alone; a cell
+// of more runs than the hover box and the details list counts the rest as qemu-img maps them.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { browser, page, requireBuild, serve, sh, tmp } from './helpers.mjs';
+import { browser, cellPoint, page, requireBuild, serve, sh, shot, tmp } from './helpers.mjs';
 
 const KiB = 1024;
 const GiB = 1024 ** 3;
@@ -23,6 +24,11 @@ before(async () => {
   sh('qemu-io', ['-c', `write -P 0xab ${AT} 64k`, img]);
   const map = JSON.parse(sh('qemu-img', ['map', '--output=json', img]));
   hostOffset = map.find((e) => e.data && e.start <= AT && AT < e.start + e.length).offset;
+  // 512-byte clusters, every other one written over the first 64 KiB: a cell of a 4 GiB
+  // disk holds tens of runs, each of one cluster.
+  const fine = join(dir, 'fine.qcow2');
+  sh('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', fine, '4G']);
+  sh('qemu-io', Array.from({ length: 64 }, (_, i) => ['-c', `write -P ${i + 1} ${i * 1024} 512`]).flat().concat(fine));
   server = await serve();
   b = await browser();
 });
@@ -37,16 +43,6 @@ const ds = (p) => p.$eval('#map', (c) => ({ ...c.dataset }));
 async function waitZoom(p, z) {
   await p.waitForFunction((z) => document.querySelector('#map').dataset.zoom === String(z), z);
   return ds(p);
-}
-
-/** The middle of the cell holding guest byte `g`, in page coordinates (it must be on show). */
-async function cellPoint(p, g) {
-  const d = await ds(p);
-  const i = Math.floor((g - Number(d.start)) / Number(d.cellBytes));
-  assert.ok(i >= 0 && i < Number(d.cells), `guest ${g} is in the window ${JSON.stringify(d)}`);
-  const box = await p.locator('#map').boundingBox();
-  const px = Number(d.cellPx);
-  return { x: box.x + (i % d.cols) * px + px / 2, y: box.y + Math.floor(i / d.cols) * px + px / 2 };
 }
 
 test('zoom, pan, keyboard cursor and pinned details on a 32 GiB qcow2', async () => {
@@ -155,6 +151,41 @@ test('zoom, pan, keyboard cursor and pinned details on a 32 GiB qcow2', async ()
     const m = document.querySelector('#map').dataset;
     return Number(m.start) <= at && at < Number(m.start) + Number(m.cells) * Number(m.cellBytes);
   }, 30 * GiB);
+  assert.deepEqual(errors, []);
+  await p.context().close();
+});
+
+test('a cell of many runs: the hover box and the details list the first, and count the rest as qemu-img maps them', async () => {
+  const errors = [];
+  const p = await page(b, errors);
+  await p.goto(server.url);
+  await p.setInputFiles('#file-input', join(dir, 'fine.qcow2'));
+  await p.waitForSelector('#view[data-ready="true"]');
+  const d = await ds(p);
+  const cell = Number(d.cellBytes);
+  const runs = JSON.parse(sh('qemu-img', ['map', '--output=json', '--start-offset=0', `--max-length=${cell}`, join(dir, 'fine.qcow2')]));
+  assert.ok(runs.length >= 16 && runs.every((r) => r.length === 512), `a cell of ${cell} bytes holds one run a cluster: ${runs.length}`);
+
+  const first = await cellPoint(p, 0);
+  await p.mouse.move(first.x, first.y);
+  await p.waitForFunction(() => /more runs in this cell/.test(document.querySelector('#hover').textContent));
+  const hover = await p.$$eval('#hover .where', (w) => w.map((x) => x.textContent));
+  assert.equal(hover.length, 5, hover.join('\n'));
+  assert.match(hover[0], /^0x0 \+512 bytes stored in fine\.qcow2 at byte /);
+  assert.match(hover[1], /^0x200 \+512 bytes not allocated anywhere/);
+  assert.equal(hover[4], `…and ${runs.length - 4} more runs in this cell`);
+
+  await p.mouse.click(first.x, first.y);
+  await p.waitForSelector('#map-details:not([hidden]) .details-runs li');
+  await p.waitForFunction(() => /more runs in this cell/.test(document.querySelector('#map-details-body').textContent));
+  const listed = await p.$$eval('#map-details-body > .details-runs:first-child > li', (li) => li.map((x) => x.textContent));
+  assert.equal(listed.length, 9, listed.join('\n'));
+  for (let i = 0; i < 8; i++) {
+    const r = runs[i];
+    assert.ok(listed[i].startsWith(`0x${r.start.toString(16)} +512 bytes ${r.data ? `stored in fine.qcow2 at byte ${r.offset.toLocaleString('en-US')}` : 'not allocated'}`), `${listed[i]} is ${JSON.stringify(r)}`);
+  }
+  assert.equal(listed[8], `…and ${runs.length - 8} more runs in this cell; zoom in to see them one by one`);
+  await shot(p, 'many-runs');
   assert.deepEqual(errors, []);
   await p.context().close();
 });
