@@ -124,7 +124,7 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
             used_in_file.push(b);
         }
         if Some(b) == short {
-            let missing = geo.block_at(b) + BLOCK - eof;
+            let missing = BLOCK - stored % BLOCK;
             r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "short-final-block", geo.entry_at(owner), 4, (owner < blocks).then_some(owner * BLOCK), format!(
                 "data block {} (logical block {}) at byte {} is only {} of 65536 bytes: the file ends {} bytes early; the missing bytes read as zero",
                 b, owner, geo.block_at(b), BLOCK - missing, missing)));
@@ -133,7 +133,7 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
     }
     if let Some(b) = short {
         if used_in_file.binary_search(&b).is_err() {
-            let missing = geo.block_at(b) + BLOCK - eof;
+            let missing = BLOCK - stored % BLOCK;
             r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "short-final-block", geo.block_at(b), BLOCK - missing, None, format!(
                 "the last data block ({} at byte {}) is only {} of 65536 bytes, and no map entry uses it", b, geo.block_at(b), BLOCK - missing)));
         }
@@ -146,7 +146,9 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
             let n = b - next;
             r.leaks += n;
             let at = geo.block_at(next);
-            r.add_with(Severity::Leak, 1, || g.finding(Severity::Leak, "leaked-blocks", at, (geo.block_at(b)).min(eof) - at, None, format!(
+            // The file's end, not block `file_blocks`' start: that can lie past 2^64.
+            let end = if b == file_blocks { eof } else { geo.block_at(b) };
+            r.add_with(Severity::Leak, 1, || g.finding(Severity::Leak, "leaked-blocks", at, end - at, None, format!(
                 "{} from data block {} (byte {}) {} not used by any map entry",
                 plural(n, "data block", "data blocks"), next, at, if n == 1 { "is" } else { "are" })));
         }

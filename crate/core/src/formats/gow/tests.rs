@@ -272,6 +272,28 @@ fn hostile_entries_get_exact_findings() {
 }
 
 #[test]
+fn a_file_ending_just_short_of_2_64_has_its_short_block_and_leak_named() {
+    // Found by fmt_gow: the end of the last data block, and the start of the block after
+    // it, lie past 2^64; the findings' lengths are counted from the file's end instead.
+    let mut w = Writer::new(1, 2 * B);
+    w.write(0, 1, 0);
+    let mut f = w.file();
+    let eof = u64::MAX - 253;
+    f.size = eof;
+    let (_, _, d) = table(1);
+    let stored = eof - d;
+    let last = d + (stored / B) * B; // the short last data block
+    let r = open_file(f).unwrap().top().check().unwrap();
+    let find = |c: &str| r.findings.iter().find(|f| f.code == c).unwrap_or_else(|| panic!("no {} in {:?}", c, r.findings));
+    let short = find("short-final-block");
+    assert_eq!((short.offset, short.length, short.severity), (Some(last), stored % B, Severity::Warning));
+    assert!(short.message.contains(&alloc::format!("only {} of 65536 bytes, and no map entry uses it", stored % B)), "{}", short.message);
+    let leak = find("leaked-blocks");
+    assert_eq!((leak.offset, leak.length, leak.severity), (Some(d + B), eof - (d + B), Severity::Leak));
+    assert_eq!(r.leaks, stored.div_ceil(B) - 1);
+}
+
+#[test]
 fn bad_headers_are_refused_with_the_offset_of_the_field() {
     // Larger than the map can address: 64 GiB + 512 for v1, 256 GiB + 512 for v2.
     for (version, size) in [(1u8, (1u64 << 36) + 512), (2, (1 << 38) + 512), (3, 1000)] {
