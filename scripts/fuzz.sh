@@ -47,6 +47,35 @@ if [ ! -d "$seeds" ]; then
             && qemu-io -f "$f" -c 'write -P 3 0 4k' "over.$f" >/dev/null 2>&1 \
             && printf '\n--\n' | cat "over.$f" - b >"../fmt_$f/over-b") || true
     done
+    # Variants mutation would seldom reach (a feature bit and the structures it brings), as
+    # qemu-img makes them; line coverage (`fuzz.sh coverage`) showed their code never ran.
+    # qcow2: version 2, subclusters, zstd, a persistent bitmap, the dirty bit lazy refcounts
+    # leave when the writer dies, an external data file (named "b", the second file) and
+    # LUKS (its 2 MiB of key material cut to the first MiB).
+    v="$q/variants" && mkdir -p "$v" && d="$seeds.tmp/fmt_qcow2"
+    w() { qemu-io -f "$1" "${@:3}" "$2" >/dev/null 2>&1 || true; }
+    qemu-img create -q -f qcow2 -o compat=0.10 "$v/v2" 1M && w qcow2 "$v/v2" -c 'write -P 7 4k 8k' -c 'write -z 512k 64k' && cp "$v/v2" "$d/compat-0.10" || true
+    qemu-img create -q -f qcow2 -o extended_l2=on "$v/ext" 1M \
+        && w qcow2 "$v/ext" -c 'write -P 7 4k 6k' -c 'write -z 128k 8k' -c 'write -P 9 200k 2k' -c 'write -P 5 256k 64k' -c 'discard 260k 4k' \
+        && cp "$v/ext" "$d/extended-l2" || true
+    qemu-img convert -q -c -O qcow2 -o compression_type=zstd "$q/s.qcow2" "$d/zstd" 2>/dev/null || true
+    cp "$q/s.qcow2" "$v/bm" && qemu-img bitmap --add "$v/bm" bitmap0 2>/dev/null && w qcow2 "$v/bm" -c 'write -P 3 64k 4k' && cp "$v/bm" "$d/bitmap" || true
+    # qemu-io's abort kills it with the image open: no core file, please.
+    qemu-img create -q -f qcow2 -o lazy_refcounts=on "$v/lazy" 1M && (ulimit -c 0; w qcow2 "$v/lazy" -c 'write -P 4 0 4k' -c abort) 2>/dev/null && cp "$v/lazy" "$d/dirty" || true
+    (cd "$v" && qemu-img create -q -f qcow2 -o data_file=b,data_file_raw=on df 64K 2>/dev/null \
+        && w qcow2 df -c 'write -P 6 8k 4k' && printf '\n--\n' | cat df - b >"$d/data-file-b") || true
+    qemu-img create -q -f qcow2 --object secret,id=k,data=fuzz -o encrypt.format=luks,encrypt.key-secret=k,encrypt.iter-time=10 "$v/luks" 1M 2>/dev/null \
+        && head -c 1048576 "$v/luks" >"$d/luks" || true
+    # VDI static, VHD fixed, and VMDK's flat and split kinds with their extents renamed to
+    # the input's second and third files.
+    qemu-img create -q -f vdi -o static=on "$v/st" 1M && w vdi "$v/st" -c 'write -P 7 4k 8k' && cp "$v/st" "$seeds.tmp/fmt_vdi/static" || true
+    qemu-img create -q -f vpc -o subformat=fixed "$v/fx" 1M && w vpc "$v/fx" -c 'write -P 7 4k 8k' && cp "$v/fx" "$seeds.tmp/fmt_vpc/fixed" || true
+    for k in monolithicFlat twoGbMaxExtentSparse; do
+        (cd "$v" && rm -f m* && qemu-img create -q -f vmdk -o subformat=$k m.vmdk 3G 2>/dev/null \
+            && w vmdk m.vmdk -c 'write -P 7 4k 8k' -c 'write -P 9 2100M 4k' \
+            && x=$(ls m-* | sort) && set -- $x && sed -e "s/\"$1\"/\"b\"/" -e "s/\"${2:-none}\"/\"c\"/" m.vmdk >desc \
+            && { cat desc; for e in $x; do printf '\n--\n'; head -c 1048576 "$e"; done; } >"$seeds.tmp/fmt_vmdk/$k") || true
+    done
     mkdir -p "$seeds.tmp/inspect" "$seeds.tmp/chain"
     for s in "$seeds.tmp"/fmt_*/*; do
         # inspect's first byte picks the probe (0) or a driver, and the rest is one file: a
