@@ -2,6 +2,7 @@
 //! What each fuzz target does with its input, shared with the regression test
 //! (crate/core/tests/fuzz_regressions.rs) so every saved crash input is replayed by
 //! `cargo test`. Each function does everything the page and the CLI do with an image.
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use diskscope_core::codec::{decode, Codec};
@@ -10,14 +11,24 @@ use diskscope_core::{map::MapEntry, report::Report, Chain, ReadAt, Resolver};
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
-/// Files cut from an input; names resolve by their last path component. A piece in
-/// SparseFile's form is a file of any size, zeros but for its chunks (GOW's 32 MiB tables,
-/// sizes near 2^64).
-struct Files(Vec<Arc<dyn ReadAt>>);
+/// Files cut from an input, named a, b, c, d; names resolve by their last path component.
+/// Any other name takes the next file after the first (the same name the same file): the
+/// seeds the core's tests write name their companions "disk.raw" or "base.qcow2", and
+/// with names alone their companions were never found. A piece in SparseFile's form is a
+/// file of any size, zeros but for its chunks (GOW's 32 MiB tables, sizes near 2^64).
+struct Files {
+    files: Vec<Arc<dyn ReadAt>>,
+    /// Other names asked for, in order: the k-th is file k+1.
+    others: RefCell<Vec<String>>,
+}
 
 impl Files {
+    fn new(files: Vec<Arc<dyn ReadAt>>) -> Files {
+        Files { files, others: RefCell::new(Vec::new()) }
+    }
+
     fn get(&self, i: usize) -> (String, Arc<dyn ReadAt>) {
-        (String::from(NAMES[i]), self.0[i].clone())
+        (String::from(NAMES[i]), self.files[i].clone())
     }
 }
 
@@ -31,10 +42,20 @@ fn file(bytes: &[u8]) -> Arc<dyn ReadAt> {
 impl Resolver for Files {
     fn resolve(&self, name: &str, _: &str) -> Option<(String, Arc<dyn ReadAt>)> {
         let base = name.rsplit('/').next()?;
-        NAMES.iter().position(|n| *n == base).filter(|&i| i < self.0.len()).map(|i| self.get(i))
+        let i = match NAMES.iter().position(|n| *n == base) {
+            Some(i) => i,
+            None => {
+                let mut others = self.others.borrow_mut();
+                1 + others.iter().position(|n| n == base).unwrap_or_else(|| {
+                    others.push(String::from(base));
+                    others.len() - 1
+                })
+            }
+        };
+        (i < self.files.len()).then(|| self.get(i))
     }
     fn candidates(&self, _: &str) -> Vec<(String, Arc<dyn ReadAt>)> {
-        (0..self.0.len()).map(|i| self.get(i)).collect()
+        (0..self.files.len()).map(|i| self.get(i)).collect()
     }
 }
 
@@ -46,7 +67,7 @@ pub fn inspect(data: &[u8]) {
         0 => None,
         i => Some(drivers[i - 1].name),
     };
-    let files = Files(vec![file(bytes)]);
+    let files = Files::new(vec![file(bytes)]);
     let (name, top) = files.get(0);
     if let Ok(chain) = Chain::open(&name, top, format, &files) {
         exercise(&chain);
@@ -86,7 +107,7 @@ fn split(data: &[u8]) -> Files {
         }
     }
     files.push(file(rest));
-    Files(files)
+    Files::new(files)
 }
 
 /// Three bytes pick the codec and an output size from 1 byte to 2 MiB; the rest is input.
