@@ -38,6 +38,16 @@ after(async () => {
   await server?.close();
 });
 
+/** A fresh page with `file` of the test folder open and its map drawn. */
+async function opened(file) {
+  const errors = [];
+  const p = await page(b, errors);
+  await p.goto(server.url);
+  await p.setInputFiles('#file-input', join(dir, file));
+  await p.waitForSelector('#view[data-ready="true"]');
+  return { p, errors };
+}
+
 const ds = (p) => p.$eval('#map', (c) => ({ ...c.dataset }));
 
 async function waitZoom(p, z) {
@@ -46,11 +56,7 @@ async function waitZoom(p, z) {
 }
 
 test('zoom, pan, keyboard cursor and pinned details on a 32 GiB qcow2', async () => {
-  const errors = [];
-  const p = await page(b, errors);
-  await p.goto(server.url);
-  await p.setInputFiles('#file-input', join(dir, 'big.qcow2'));
-  await p.waitForSelector('#view[data-ready="true"]');
+  const { p, errors } = await opened('big.qcow2');
   let d = await ds(p);
   assert.equal(Number(d.cellBytes), 2 * CS, 'more clusters than cells: two a cell');
   assert.equal(Number(d.zoom), 0);
@@ -156,11 +162,7 @@ test('zoom, pan, keyboard cursor and pinned details on a 32 GiB qcow2', async ()
 });
 
 test('a cell of many runs: the hover box and the details list the first, and count the rest as qemu-img maps them', async () => {
-  const errors = [];
-  const p = await page(b, errors);
-  await p.goto(server.url);
-  await p.setInputFiles('#file-input', join(dir, 'fine.qcow2'));
-  await p.waitForSelector('#view[data-ready="true"]');
+  const { p, errors } = await opened('fine.qcow2');
   const d = await ds(p);
   const cell = Number(d.cellBytes);
   const runs = JSON.parse(sh('qemu-img', ['map', '--output=json', '--start-offset=0', `--max-length=${cell}`, join(dir, 'fine.qcow2')]));
