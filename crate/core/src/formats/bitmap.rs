@@ -58,7 +58,10 @@ impl CowBitmap {
             return Ok(());
         }
         let (first, last) = (start / self.granule, (end - 1) / self.granule);
-        let mut buf = vec![0u8; CHUNK.min(last / 8 - first / 8 + 1) as usize];
+        // Past the file's end every bit is 0: one step, however large the disk claims to be.
+        let stored = file.size().saturating_sub(self.offset);
+        // No larger than the stored bytes in range: a walk maps past the end step by step.
+        let mut buf = vec![0u8; CHUNK.min(last / 8 - first / 8 + 1).min(stored.saturating_sub(first / 8)) as usize];
         // The open run: its first granule and its bit.
         let mut run: Option<(u64, bool)> = None;
         let mut step = |g: u64, bit: bool, f: &mut dyn FnMut(u64, u64, bool)| match run {
@@ -69,8 +72,6 @@ impl CowBitmap {
                 }
             }
         };
-        // Past the file's end every bit is 0: one step, however large the disk claims to be.
-        let stored = file.size().saturating_sub(self.offset);
         let mut byte = first / 8;
         while byte <= last / 8 {
             if byte >= stored {

@@ -197,6 +197,15 @@ impl Image for AddCow {
         self.h.cluster
     }
 
+    /// The bitmap's runs, as cow counts them: a disk of exabytes whose bitmap the file
+    /// holds a few KiB of walks in one step, not in steps of half a million clusters.
+    fn runs_end(&self, pos: u64, runs: u64) -> u64 {
+        if self.h.all_allocated {
+            return u64::MAX; // one run: the image file's
+        }
+        self.bitmap.runs_end(&*self.file, pos, runs)
+    }
+
     fn map(&self, start: u64, len: u64, out: &mut Vec<Extent>) -> Result<()> {
         if self.h.all_allocated {
             Extent::push(out, Extent { start, length: len, kind: self.image_kind(start) });
