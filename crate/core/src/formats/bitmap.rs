@@ -58,7 +58,6 @@ impl CowBitmap {
             return Ok(());
         }
         let (first, last) = (start / self.granule, (end - 1) / self.granule);
-        // Past the file's end every bit is 0: one step, however large the disk claims to be.
         let stored = file.size().saturating_sub(self.offset);
         // No larger than the stored bytes in range: a walk maps past the end step by step.
         let mut buf = vec![0u8; CHUNK.min(last / 8 - first / 8 + 1).min(stored.saturating_sub(first / 8)) as usize];
@@ -75,6 +74,7 @@ impl CowBitmap {
         let mut byte = first / 8;
         while byte <= last / 8 {
             if byte >= stored {
+                // Past the file's end every bit is 0: one step, however large the disk claims to be.
                 step((byte * 8).max(first), false, &mut f);
                 break;
             }

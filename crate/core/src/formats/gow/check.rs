@@ -44,6 +44,9 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
     let stored = eof.saturating_sub(geo.data);
     let file_blocks = stored.div_ceil(BLOCK);
     let short = (stored % BLOCK != 0).then(|| file_blocks - 1);
+    // Bytes the short last block lacks (counted from the stored bytes: the block's end can
+    // lie past 2^64).
+    let missing = BLOCK - stored % BLOCK;
 
     // (data block << 32 | logical block) of every non-zero entry.
     let mut refs: Vec<u64> = Vec::new();
@@ -124,7 +127,6 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
             used_in_file.push(b);
         }
         if Some(b) == short {
-            let missing = BLOCK - stored % BLOCK;
             r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "short-final-block", geo.entry_at(owner), 4, (owner < blocks).then_some(owner * BLOCK), format!(
                 "data block {} (logical block {}) at byte {} is only {} of 65536 bytes: the file ends {} bytes early; the missing bytes read as zero",
                 b, owner, geo.block_at(b), BLOCK - missing, missing)));
@@ -133,7 +135,6 @@ pub(super) fn run(g: &Gow) -> Result<CheckResult> {
     }
     if let Some(b) = short {
         if used_in_file.binary_search(&b).is_err() {
-            let missing = BLOCK - stored % BLOCK;
             r.add_with(Severity::Warning, 1, || g.finding(Severity::Warning, "short-final-block", geo.block_at(b), BLOCK - missing, None, format!(
                 "the last data block ({} at byte {}) is only {} of 65536 bytes, and no map entry uses it", b, geo.block_at(b), BLOCK - missing)));
         }
