@@ -186,6 +186,10 @@ fn a_differencing_disk_reads_its_sectors_over_the_parent() {
     assert!(fields.iter().any(|f| f.name == "parent absolute_win32_path" && f.value == "\"D:\\\\VMs\\\\.\\\\parent.vhdx\""), "{:?}", fields);
     let r = c.top().check().unwrap();
     assert_eq!(r.corruptions, 0, "{:?}", r.findings);
+    // Fuzz seeds: line coverage showed the parent locator and partial blocks unreached.
+    for target in ["fmt_vhdx", "chain"] {
+        crate::testutil::fuzz_seed(target, "vhdx-differencing", &[&child.file, &parent.file]);
+    }
     // Renamed parent: found by its data_write_guid among the files beside the child.
     let c = crate::formats::vdi::tests::Folder(Files::new([("child.vhdx", child.file.clone()), ("p2.vhdx", parent.file)])).open("child.vhdx").unwrap();
     assert_eq!((c.layers.len(), c.layers[1].name.as_str()), (2, "p2.vhdx"));
@@ -232,6 +236,7 @@ fn sector_bitmaps_count_logical_sectors() {
     assert_eq!(read_all(&c), model);
     let f = c.top().header_fields();
     assert!(f.iter().any(|x| x.name == "BAT" && x.value.contains("after every 32768")), "{:?}", f.iter().find(|x| x.name == "BAT"));
+    crate::testutil::fuzz_seed("fmt_vhdx", "differencing-4k-sectors", &[&child.file, &parent.file]);
 }
 
 #[test]
