@@ -466,6 +466,23 @@ impl ReadAt for SparseFile {
     }
 }
 
+/// The file as the format sees it, without the host's hole information: for formats whose
+/// QEMU driver reports allocated blocks as data whatever the host file holds under them
+/// (no BDRV_BLOCK_RECURSE), so our map says "data" where qemu-img map does.
+pub struct NoHoles(pub Arc<dyn ReadAt>);
+
+impl ReadAt for NoHoles {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.0.read_at(offset, buf)
+    }
+    fn prefetch(&self, ranges: &mut [(u64, u64)]) {
+        self.0.prefetch(ranges)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

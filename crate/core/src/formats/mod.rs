@@ -9,6 +9,7 @@ use crate::model::Hex;
 
 pub mod addcow;
 pub mod bitmap;
+pub mod bytes;
 pub mod cow;
 pub mod fmt;
 pub mod fvd;

@@ -2,6 +2,7 @@
 //! shape the reader uses. All little-endian.
 use alloc::{format, string::String, vec::Vec};
 
+use crate::formats::bytes::le64;
 use crate::formats::fmt::{c_string, field, quoted, size};
 use crate::model::Field;
 
@@ -46,11 +47,9 @@ pub struct Header {
     pub names_start: u64,
 }
 
+/// add-cow's 32-bit fields are offsets and sizes, held as u64.
 fn le32(b: &[u8], at: usize) -> u64 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as u64
-}
-fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    crate::formats::bytes::le32(b, at).into()
 }
 
 /// Bytes needed to decode the fixed part of each generation.

@@ -9,6 +9,7 @@
 use alloc::{boxed::Box, format, string::String, sync::Arc, vec, vec::Vec};
 
 use super::bitmap::CowBitmap;
+use super::bytes::be64;
 use super::fmt::{c_string, field, quoted, size, unix_time};
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
@@ -70,9 +71,6 @@ fn be32(h: &[u8], at: usize) -> Option<u32> {
     h.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-fn be64(h: &[u8], at: usize) -> u64 {
-    h.get(at..at + 8).map_or(0, |b| u64::from_be_bytes(b.try_into().expect("8 bytes")))
-}
 
 fn detect(head: &[u8]) -> Option<Layout> {
     if !head.starts_with(&MAGIC) {

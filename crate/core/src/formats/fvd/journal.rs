@@ -15,6 +15,7 @@
 use alloc::{format, string::String, vec::Vec};
 
 use super::header::Variant;
+use crate::formats::bytes::{le32, le64};
 
 pub const SECTOR: usize = 512;
 pub const BITMAP_JRECORD: u32 = 0x3F2A_B8ED;
@@ -62,13 +63,6 @@ impl JRecord {
     }
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    (le32(b, at) as u64) | (le32(b, at + 4) as u64) << 32
-}
 
 /// Decode every record of every sector of `journal` (the journal's bytes, read from file
 /// offset `at`). Returns the records and whether decoding stopped at [`MAX_RECORDS`].

@@ -13,6 +13,7 @@
 //! `check` streams the whole arrays the same way.
 use alloc::{boxed::Box, format, string::String, sync::Arc, vec, vec::Vec};
 
+use super::bytes::le32;
 use super::fmt::{field, size};
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
@@ -121,10 +122,6 @@ pub(crate) struct Gow {
     map_raw: Vec<u8>,
     versions_raw: Vec<u8>,
     info: ImageInfo,
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 fn invalid(offset: u64, message: String) -> Error {

@@ -6,7 +6,7 @@
 use alloc::{format, string::String, vec, vec::Vec};
 
 use super::md5;
-use crate::formats::vdi::util::{le32, le64, uuid};
+use crate::formats::bytes::{le32, le64, uuid};
 use crate::io::{read_clipped, table_buf, ReadAt};
 use crate::limits;
 

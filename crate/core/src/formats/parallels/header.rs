@@ -2,7 +2,7 @@
 use alloc::{format, string::String, vec::Vec};
 
 use crate::formats::fmt::{field, size};
-use crate::formats::vdi::util::{le32, le64};
+use crate::formats::bytes::{le32, le64};
 use crate::model::Field;
 
 pub const HEADER_BYTES: usize = 64;

@@ -20,7 +20,8 @@ pub(crate) mod sample;
 #[cfg(test)]
 mod tests;
 
-use crate::formats::vdi::util::{le32, NoHoles};
+use crate::formats::bytes::le32;
+use crate::io::NoHoles;
 use header::{at, Header, HEADER_BYTES, VERSION};
 
 pub static DRIVER: Driver = Driver { name: "parallels", probe, open };

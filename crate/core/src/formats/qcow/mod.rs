@@ -10,6 +10,7 @@ use core::cell::{Cell, RefCell};
 use crate::formats::tables;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};
+use crate::formats::bytes::{be32, be64};
 use crate::formats::fmt::{field, quoted, size, unix_time};
 use crate::image::{Driver, Image, OpenCtx};
 use crate::io::{read_clipped, read_exact_at, ReadAt};
@@ -28,13 +29,6 @@ const OFLAG_COMPRESSED: u64 = 1 << 63;
 const COMPRESSED_AHEAD: u64 = 16 << 20;
 
 pub static DRIVER: Driver = Driver { name: "qcow", probe, open };
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-fn be64(b: &[u8], at: usize) -> u64 {
-    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
 
 fn probe(head: &[u8], _file: &dyn ReadAt) -> bool {
     head.len() >= 8 && head.starts_with(&MAGIC) && be32(head, 4) == 1

@@ -3,6 +3,7 @@
 //! refused here with the byte at fault, and what it reads is read.
 use alloc::{format, string::String, vec::Vec};
 
+use crate::formats::bytes::{be16, be32, be64};
 use crate::error::{Error, Result};
 use crate::formats::fmt::{field, quoted, size};
 use crate::limits;
@@ -40,15 +41,6 @@ fn invalid(offset: u64, message: String) -> Error {
     Error::Invalid { format: "qcow2", offset, message }
 }
 
-pub fn be16(b: &[u8], at: usize) -> u16 {
-    b.get(at..at + 2).map_or(0, |s| u16::from_be_bytes([s[0], s[1]]))
-}
-pub fn be32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4).map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-pub fn be64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8).map_or(0, |s| u64::from_be_bytes(s.try_into().expect("8 bytes")))
-}
 
 /// One header extension as stored: where its data starts and what it decoded to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 use alloc::{boxed::Box, format, string::String, sync::Arc, vec, vec::Vec};
 use core::cell::{Cell, RefCell};
 
+use crate::formats::bytes::{be16, be32, be64};
 use crate::formats::tables;
 use crate::codec::{self, Codec};
 use crate::error::{Error, Result};

@@ -2,7 +2,8 @@
 //! L1 table with an ID, a name, dates and optional extra data (qcow2.rst "Snapshots").
 use alloc::{format, string::String, vec::Vec};
 
-use super::header::{be16, be32, be64, Header, MAX_L1_BYTES};
+use super::header::{Header, MAX_L1_BYTES};
+use crate::formats::bytes::{be16, be32, be64};
 use crate::io::{read_exact_at, ReadAt};
 use crate::model::Snapshot;
 

@@ -2,7 +2,7 @@
 //! all little-endian. UUIDs are stored as Microsoft GUIDs (first three fields little-endian).
 use alloc::{format, string::String, vec::Vec};
 
-use super::util::{is_zero, le32, le64, ms_guid};
+use crate::formats::bytes::{is_zero, le32, le64, ms_guid};
 use crate::formats::fmt::{c_string, field, size};
 use crate::model::Field;
 

@@ -21,10 +21,10 @@ pub mod header;
 pub(crate) mod sample;
 #[cfg(test)]
 pub(crate) mod tests;
-pub mod util;
 
 use header::{at, Header, HEADER_BYTES, SIGNATURE, TYPE_DIFF, TYPE_FIXED, VERSION_1_1};
-use util::{is_zero, le32, ms_guid, NoHoles};
+use crate::formats::bytes::{is_zero, le32, ms_guid};
+use crate::io::NoHoles;
 
 pub static DRIVER: Driver = Driver { name: "vdi", probe, open };
 

@@ -9,7 +9,7 @@ use alloc::{boxed::Box, collections::BTreeMap, format, string::String, sync::Arc
 
 use super::structs::crc32c;
 use crate::error::Result;
-use crate::formats::vdi::util::{le32, le64, ms_guid};
+use crate::formats::bytes::{le32, le64, ms_guid};
 use crate::io::{read_clipped, table_buf, ReadAt};
 use crate::model::Record;
 

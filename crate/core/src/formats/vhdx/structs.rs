@@ -4,7 +4,7 @@
 use alloc::{format, string::String, vec::Vec};
 
 use crate::formats::fmt::{field, size};
-use crate::formats::vdi::util::{is_zero, le16, le32, le64, ms_guid, utf16};
+use crate::formats::bytes::{is_zero, le16, le32, le64, ms_guid, utf16};
 use crate::model::Field;
 
 pub const KIB: u64 = 1024;

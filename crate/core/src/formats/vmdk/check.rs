@@ -278,7 +278,7 @@ fn sparse_extent(c: &mut Ctx, e: &Ext, s: &Sparse) -> Result<()> {
         if s.gtes != 512 {
             c.add(Severity::Info, "gtes-per-gt", fname, hb + 44, 4, None, || format!("numGTEsPerGT is {}; VMware writes 512", s.gtes));
         }
-        let algo = sparse::le16(h, 77);
+        let algo = crate::formats::bytes::le16(h, 77);
         if (s.flags & sparse::FLAG_COMPRESS != 0) != (algo != 0) {
             c.add(Severity::Warning, "compression-flags", fname, hb + 8, 4, None, || format!(
                 "the compressed-grains flag and compressAlgorithm ({}) disagree; QEMU goes by compressAlgorithm: grains are {}",

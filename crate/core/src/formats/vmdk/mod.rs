@@ -23,7 +23,8 @@ pub(crate) mod sample;
 mod tests;
 
 use descriptor::Descriptor;
-use sparse::{le32, le64, Flavour, Sparse, MAGIC_COWD, MAGIC_KDMV, SECTOR};
+use crate::formats::bytes::{le32, le64};
+use sparse::{Flavour, Sparse, MAGIC_COWD, MAGIC_KDMV, SECTOR};
 
 pub static DRIVER: Driver = Driver { name: "vmdk", probe, open };
 

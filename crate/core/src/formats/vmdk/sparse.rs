@@ -6,6 +6,7 @@
 use alloc::{format, string::String, vec, vec::Vec};
 use core::cell::Cell;
 
+use crate::formats::bytes::{le16, le32, le64};
 use crate::codec::{self, Codec, Fill};
 use crate::error::{Error, Result};
 use crate::formats::fmt::{field, size};
@@ -39,15 +40,6 @@ const MAX_GD_ENTRIES: u64 = 32 * 1024 * 1024;
 /// Grain tables read per prefetch batch.
 const GT_BATCH_BYTES: u64 = limits::SPAN_CACHE_BYTES as u64 / 2;
 
-pub fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-pub fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-pub fn le64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
 
 fn invalid(offset: u64, message: String) -> Error {
     Error::Invalid { format: "vmdk", offset, message }

@@ -8,7 +8,7 @@ use alloc::{format, string::String, vec, vec::Vec};
 use super::footer::{at, Footer, FOOTER_BYTES, HEADER_BYTES};
 use super::{Variant, Vpc, UNALLOCATED};
 use crate::error::Result;
-use crate::formats::vdi::util::is_zero;
+use crate::formats::bytes::is_zero;
 use crate::io::read_clipped;
 use crate::limits;
 use crate::model::{CheckResult, Finding, Severity};
@@ -41,7 +41,7 @@ fn footer_checks(v: &Vpc, r: &mut CheckResult) {
     if chs != current {
         r.add(finding(v, Severity::Info, "size-rule", f.at + at::CURRENT_SIZE as u64, 8, None, format!(
             "current_size is {} bytes but the CHS geometry gives {}; for creator {} QEMU (and diskscope) use {}, so the disk is {} bytes",
-            current, chs, crate::formats::vdi::util::code4(f.creator_app()), if f.uses_chs() { "the geometry" } else { "current_size" }, v.info.virtual_size)));
+            current, chs, crate::formats::bytes::code4(f.creator_app()), if f.uses_chs() { "the geometry" } else { "current_size" }, v.info.virtual_size)));
     }
     if v.info.virtual_size > 0xff00_0000 * 512 {
         r.add(finding(v, Severity::Warning, "size-over-qemu-limit", f.at + at::CURRENT_SIZE as u64, 8, None, String::from(

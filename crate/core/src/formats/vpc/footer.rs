@@ -4,7 +4,7 @@
 use alloc::{format, string::String, vec::Vec};
 
 use crate::formats::fmt::{field, size, unix_time};
-use crate::formats::vdi::util::{be16, be32, be64, code4, is_zero, utf16, uuid};
+use crate::formats::bytes::{be16, be32, be64, code4, is_zero, utf16, uuid};
 use crate::model::Field;
 
 pub const FOOTER_BYTES: usize = 512;

@@ -28,7 +28,8 @@ pub(crate) mod sample;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use crate::formats::vdi::util::{be32, is_zero, utf16, uuid, NoHoles};
+use crate::formats::bytes::{be32, is_zero, utf16, uuid};
+use crate::io::NoHoles;
 use footer::{at, DynHeader, Footer, Locator, COOKIE, FOOTER_BYTES, HEADER_BYTES, TYPE_DIFFERENCING, TYPE_DYNAMIC, TYPE_FIXED};
 
 pub static DRIVER: Driver = Driver { name: "vpc", probe, open };

@@ -1,9 +1,7 @@
-//! Small helpers the VDI, VHD (vpc), VHDX and Parallels readers share: integer fields at
-//! byte offsets, GUID text, UTF-16 names, and a file view that hides host holes.
-use alloc::{format, string::String, sync::Arc, vec::Vec};
-
-use crate::error::Result;
-use crate::io::ReadAt;
+//! Fields at byte offsets, as the formats decode them: integers, GUID and UUID text,
+//! UTF-16 names, signatures. An integer whose bytes the buffer does not hold reads as 0, so
+//! a short header or table decodes as empty fields, never a panic.
+use alloc::{format, string::String, vec::Vec};
 
 pub fn le16(b: &[u8], at: usize) -> u16 {
     b.get(at..at + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
@@ -73,23 +71,6 @@ pub fn utf16(b: &[u8], big_endian: bool) -> String {
 pub fn code4(b: &[u8]) -> String {
     let s: String = b.iter().map(|&c| if (0x20..0x7f).contains(&c) { c as char } else { '.' }).collect();
     format!("\"{}\"", s)
-}
-
-/// The file as the format sees it, without the host's hole information: for formats whose
-/// QEMU driver reports allocated blocks as data whatever the host file holds under them
-/// (no BDRV_BLOCK_RECURSE), so our map says "data" where qemu-img map does.
-pub struct NoHoles(pub Arc<dyn ReadAt>);
-
-impl ReadAt for NoHoles {
-    fn size(&self) -> u64 {
-        self.0.size()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.0.read_at(offset, buf)
-    }
-    fn prefetch(&self, ranges: &mut [(u64, u64)]) {
-        self.0.prefetch(ranges)
-    }
 }
 
 #[cfg(test)]
