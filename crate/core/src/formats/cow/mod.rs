@@ -71,7 +71,6 @@ fn be32(h: &[u8], at: usize) -> Option<u32> {
     h.get(at..at + 4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-
 fn detect(head: &[u8]) -> Option<Layout> {
     if !head.starts_with(&MAGIC) {
         return None;

@@ -63,7 +63,6 @@ impl JRecord {
     }
 }
 
-
 /// Decode every record of every sector of `journal` (the journal's bytes, read from file
 /// offset `at`). Returns the records and whether decoding stopped at [`MAX_RECORDS`].
 pub fn parse(variant: Variant, journal: &[u8], at: u64, stable_epoch: Option<u64>) -> (Vec<JRecord>, bool) {

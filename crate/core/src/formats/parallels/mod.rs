@@ -7,7 +7,7 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
 
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::{read_entries, read_exact_at, ReadAt};
+use crate::io::{read_entries, read_exact_at, NoHoles, ReadAt};
 use crate::limits;
 use crate::model::*;
 
@@ -21,7 +21,6 @@ pub(crate) mod sample;
 mod tests;
 
 use crate::formats::bytes::le32;
-use crate::io::NoHoles;
 use header::{at, Header, HEADER_BYTES, VERSION};
 
 pub static DRIVER: Driver = Driver { name: "parallels", probe, open };

@@ -11,7 +11,7 @@ use alloc::{collections::BTreeMap, format, string::String, vec, vec::Vec};
 
 use super::header::*;
 use super::*;
-use crate::formats::bytes::{be64};
+use crate::formats::bytes::be64;
 use crate::formats::tables;
 
 /// Host-cluster classes of the usage map (indexes into [`LEGEND`]).

@@ -3,8 +3,8 @@
 //! refused here with the byte at fault, and what it reads is read.
 use alloc::{format, string::String, vec::Vec};
 
-use crate::formats::bytes::{be16, be32, be64};
 use crate::error::{Error, Result};
+use crate::formats::bytes::{be16, be32, be64};
 use crate::formats::fmt::{field, quoted, size};
 use crate::limits;
 use crate::model::{Field, Hex};
@@ -40,7 +40,6 @@ pub const CRYPT_LUKS: u32 = 2;
 fn invalid(offset: u64, message: String) -> Error {
     Error::Invalid { format: "qcow2", offset, message }
 }
-
 
 /// One header extension as stored: where its data starts and what it decoded to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
 
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::{read_entries, read_exact_at, ReadAt};
+use crate::io::{read_entries, read_exact_at, NoHoles, ReadAt};
 use crate::limits;
 use crate::model::*;
 
@@ -24,7 +24,6 @@ pub(crate) mod tests;
 
 use header::{at, Header, HEADER_BYTES, SIGNATURE, TYPE_DIFF, TYPE_FIXED, VERSION_1_1};
 use crate::formats::bytes::{is_zero, le32, ms_guid};
-use crate::io::NoHoles;
 
 pub static DRIVER: Driver = Driver { name: "vdi", probe, open };
 

@@ -16,9 +16,8 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec::Vec};
 use crate::error::{Error, Result};
 use crate::formats::bitmap::CowBitmap;
 use crate::formats::bytes::{is_zero, le32, le64, ms_guid, utf16};
-use crate::io::NoHoles;
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::{read_clipped, read_entries, read_exact_at, table_buf, ReadAt};
+use crate::io::{read_clipped, read_entries, read_exact_at, table_buf, NoHoles, ReadAt};
 use crate::limits;
 use crate::model::*;
 

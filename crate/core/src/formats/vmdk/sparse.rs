@@ -6,9 +6,9 @@
 use alloc::{format, string::String, vec, vec::Vec};
 use core::cell::Cell;
 
-use crate::formats::bytes::{le16, le32, le64};
 use crate::codec::{self, Codec, Fill};
 use crate::error::{Error, Result};
+use crate::formats::bytes::{le16, le32, le64};
 use crate::formats::fmt::{field, size};
 use crate::io::{read_clipped, table_buf, ReadAt};
 use crate::limits;
@@ -39,7 +39,6 @@ const MAX_GRAIN_SECTORS: u64 = 0x20_0000;
 const MAX_GD_ENTRIES: u64 = 32 * 1024 * 1024;
 /// Grain tables read per prefetch batch.
 const GT_BATCH_BYTES: u64 = limits::SPAN_CACHE_BYTES as u64 / 2;
-
 
 fn invalid(offset: u64, message: String) -> Error {
     Error::Invalid { format: "vmdk", offset, message }

@@ -17,7 +17,7 @@ use alloc::{boxed::Box, format, string::String, sync::Arc, vec, vec::Vec};
 
 use crate::error::{Error, Result};
 use crate::image::{Driver, Image, OpenCtx};
-use crate::io::{read_clipped, read_entries, read_exact_at, ReadAt};
+use crate::io::{read_clipped, read_entries, read_exact_at, NoHoles, ReadAt};
 use crate::limits;
 use crate::model::*;
 
@@ -29,7 +29,6 @@ pub(crate) mod sample;
 pub(crate) mod tests;
 
 use crate::formats::bytes::{be32, is_zero, utf16, uuid};
-use crate::io::NoHoles;
 use footer::{at, DynHeader, Footer, Locator, COOKIE, FOOTER_BYTES, HEADER_BYTES, TYPE_DIFFERENCING, TYPE_DYNAMIC, TYPE_FIXED};
 
 pub static DRIVER: Driver = Driver { name: "vpc", probe, open };
